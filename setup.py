@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq_freelb",
+    version="0.1.0",
+    description="FreeLB and its adversarial baselines (PGD, FreeAT, YOPO) as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.8",
+    packages=find_packages(include=["fairseq_freelb", "fairseq_freelb.*"]),
+    install_requires=[
+        # Install torch yourself first (a CPU or CUDA build); any >= 2.0 works.
+        "torch>=2.0",
+        # fairseq 0.12.2 does not import on Python >= 3.11 (mutable dataclass
+        # defaults); the maintained fork provides the same `fairseq` package.
+        "fairseq==0.12.2; python_version < '3.11'",
+        "fairseq-fixed==0.12.3.1; python_version >= '3.11'",
+        "sentencepiece",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "hf": ["transformers>=4.30", "safetensors"],
+        "test": ["pytest", "transformers>=4.30", "safetensors"],
+    },
+    entry_points={
+        "console_scripts": [],
+    },
+)
