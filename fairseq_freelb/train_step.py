@@ -79,6 +79,16 @@ class RNGSnapshot:
         if self.cuda_device is not None:
             torch.cuda.set_rng_state(self.cuda, self.cuda_device)
 
+    def state_dict(self) -> dict:
+        return {"cpu": self.cpu, "cuda": self.cuda, "cuda_device": None if self.cuda_device is None else str(self.cuda_device)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "RNGSnapshot":
+        snapshot = cls.__new__(cls)
+        snapshot.cpu, snapshot.cuda = state["cpu"], state["cuda"]
+        snapshot.cuda_device = None if state["cuda_device"] is None else torch.device(state["cuda_device"])
+        return snapshot
+
 
 class EmbeddingPerturbation:
     """Forward hook adding ``deltas[i]`` to the i-th token-embedding call of a pass.
@@ -171,13 +181,16 @@ class ReplayEpochBatchIterator:
     """An ``EpochBatchIterating`` that yields every batch of ``inner`` ``replays`` times in a row.
 
     FreeAT (Shafahi et al. 2019) replays each minibatch K times, each replay a
-    full optimizer update. Checkpoints store the underlying batch position and
-    the replay offset, so a resumed run continues at the right replay.
+    full optimizer update. Checkpoints (fairseq saves this iterator's
+    ``state_dict`` in ``extra_state["train_iterator"]``) store the underlying
+    batch position, the replay offset and the delta carried between replays,
+    so a resumed run continues exactly where it stopped.
     """
 
-    def __init__(self, inner, replays: int):
+    def __init__(self, inner, replays: int, adversary: "Adversary"):
         self.inner = inner
         self.replays = replays
+        self.adversary = adversary
         self._itr = None
         self._resume_replay = 0
 
@@ -228,11 +241,13 @@ class ReplayEpochBatchIterator:
         if self._itr is not None and not self.end_of_epoch():
             state["iterations_in_epoch"] = self._itr.n // self.replays
             state["freeat_replay"] = self._itr.n % self.replays
+            state["freeat_deltas"] = self.adversary.freeat_state_dict()
         return state
 
     def load_state_dict(self, state_dict):
         state = dict(state_dict)
         self._resume_replay = state.pop("freeat_replay", 0)
+        self.adversary.load_freeat_state_dict(state.pop("freeat_deltas", []))
         self.inner.load_state_dict(state)
 
 
@@ -255,6 +270,30 @@ class Adversary:
         self.norm_type = str(cfg.adv_norm_type)
         # FreeAT: per-batch (delta, RNG snapshot, replays done, update of last replay).
         self._freeat_state: Dict[tuple, dict] = {}
+
+    def freeat_state_dict(self) -> list:
+        """The deltas FreeAT carries between replays (checkpointed with the batch iterator)."""
+        return [
+            {
+                "ids": list(key),
+                "deltas": state["deltas"],
+                "rng": None if state["rng"] is None else state["rng"].state_dict(),
+                "done": state["done"],
+                "update": state["update"],
+            }
+            for key, state in self._freeat_state.items()
+        ]
+
+    def load_freeat_state_dict(self, entries: list) -> None:
+        self._freeat_state = {
+            tuple(e["ids"]): {
+                "deltas": e["deltas"],
+                "rng": None if e["rng"] is None else RNGSnapshot.from_state_dict(e["rng"]),
+                "done": e["done"],
+                "update": e["update"],
+            }
+            for e in entries
+        }
 
     # ----------------------------------------------------------- entry point
 
@@ -459,7 +498,8 @@ class Adversary:
         inputs, embed, masks = self._inputs(sample, model, criterion)
         if state is None:
             state = {"deltas": self._init(embed, masks), "rng": self._rng(model), "done": 0}
-        deltas, rng = state["deltas"], state["rng"]
+        device = masks[0].device
+        deltas, rng = [d.to(device) for d in state["deltas"]], state["rng"]
         if rng is not None:
             rng.restore()
         with EmbeddingPerturbation(embed) as perturbation:
@@ -538,7 +578,7 @@ class AdversarialTrainingMixin:
             return itr
         subset = str(adversary.cfg.adv_train_subset)
         if subset in getattr(self, "datasets", {}) and dataset is self.datasets[subset]:
-            return ReplayEpochBatchIterator(itr, int(adversary.cfg.adv_steps))
+            return ReplayEpochBatchIterator(itr, int(adversary.cfg.adv_steps), adversary)
         return itr
 
 

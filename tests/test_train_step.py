@@ -1,0 +1,183 @@
+"""Behaviour of the adversarial training step: dropout reuse, injection, validation, dummy batch, fp16."""
+
+import pytest
+import torch
+
+from fairseq_freelb.config import AdversarialConfigError
+from fairseq_freelb.train_step import EmbeddingPerturbation, token_embedding_module
+from harness import build
+
+HEAD = "sentence_classification_head"
+
+
+def record_head_outputs(model):
+    """Classification-head outputs of every forward, in order (one per pass)."""
+    outputs = []
+    handle = model.classification_heads[HEAD].register_forward_hook(lambda m, i, o: outputs.append(o.detach().clone()))
+    return outputs, handle
+
+
+def record_dropout_masks(model):
+    """Zero patterns of every dropout module that runs, keyed by module name, one entry per call."""
+    masks = {}
+    handles = []
+    for name, module in model.named_modules():
+        if type(module).__name__ in ("FairseqDropout", "Dropout"):
+            def hook(m, inputs, output, name=name):
+                masks.setdefault(name, []).append((output == 0) & (inputs[0] != 0))
+            handles.append(module.register_forward_hook(hook))
+    return masks, handles
+
+
+# A pure-dropout setting: delta stays 0 in every pass, so only the masks can differ.
+STILL = ["--adv-steps", "3", "--adv-lr", "0", "--adv-init-mag", "0"]
+
+
+def test_dropout_masks_are_reused_across_the_k_passes(sp_data):
+    setup = build(sp_data(), STILL, dropout=True)
+    outputs, h1 = record_head_outputs(setup.model)
+    masks, hs = record_dropout_masks(setup.model)
+    _, _, log = setup.train_step(setup.batch(8))
+    assert len(outputs) == 3
+    for out in outputs[1:]:
+        assert torch.equal(out, outputs[0]), "all passes must see the same dropout masks"
+    assert masks, "expected dropout modules to run"
+    for calls in masks.values():
+        per_pass = len(calls) // 3  # a module may run more than once per pass (e.g. a layer's residual dropout)
+        assert per_pass >= 1 and len(calls) == 3 * per_pass
+        for t in (1, 2):
+            for j in range(per_pass):
+                assert torch.equal(calls[t * per_pass + j], calls[j])
+    assert any(c[0].any() for c in masks.values()), "dropout should have zeroed something"
+    assert log["adv_loss_init"] == log["adv_loss_last"]
+
+
+def test_resample_dropout_draws_fresh_masks(sp_data):
+    setup = build(sp_data(), STILL + ["--adv-resample-dropout"], dropout=True)
+    outputs, _ = record_head_outputs(setup.model)
+    setup.train_step(setup.batch(8))
+    assert not torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[1], outputs[2])
+
+
+def test_next_minibatch_gets_fresh_masks(sp_data):
+    setup = build(sp_data(), STILL, dropout=True)
+    outputs, _ = record_head_outputs(setup.model)
+    sample = setup.batch(8)
+    setup.train_step(sample, update_num=0)
+    first = outputs[0]
+    # Same batch, same parameters (no optimizer step): only the masks can differ.
+    setup.train_step(sample, update_num=1)
+    assert not torch.equal(first, outputs[3])
+
+
+def test_perturbation_reaches_the_encoder_output(sp_data):
+    """fairseq 0.12's RobertaModel.forward drops token_embeddings=; the hook must not be ignored."""
+    setup = build(sp_data())
+    model, sample = setup.model, setup.batch(4)
+    model.eval()
+    embed = token_embedding_module(model)
+    tokens = sample["net_input"]["src_tokens"]
+    with torch.no_grad():
+        clean, _ = model(**sample["net_input"], features_only=True)
+        with EmbeddingPerturbation(embed) as p:
+            p.set([torch.zeros(*tokens.shape, embed.embedding_dim)])
+            same, _ = model(**sample["net_input"], features_only=True)
+            p.set([0.5 * torch.randn(*tokens.shape, embed.embedding_dim)])
+            moved, _ = model(**sample["net_input"], features_only=True)
+    assert torch.equal(clean, same)
+    assert (moved - clean).abs().max() > 1e-3
+    assert not embed._forward_hooks, "the hook is removed after use"
+
+
+def test_validation_is_untouched(sp_data):
+    setup = build(sp_data(), ["--adv-steps", "3", "--adv-lr", "0.5", "--adv-init-mag", "0.5"])
+    sample = setup.batch(8, split="valid")
+    calls, handle = record_head_outputs(setup.model)
+    loss, _, log = setup.task.valid_step(sample, setup.model, setup.criterion)
+    assert len(calls) == 1, "one plain forward pass"
+    assert "adv_loss_init" not in log
+    setup.model.eval()
+    with torch.no_grad():
+        want, _, _ = setup.criterion(setup.model, sample)
+    assert torch.equal(loss, want)
+
+
+def test_dummy_batch_ignore_grad_gives_zero_gradients_and_no_nan(sp_data):
+    setup = build(sp_data(), ["--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1", "--adv-max-norm", "0.5"])
+    loss, _, log = setup.train_step(setup.batch(8), ignore_grad=True)
+    assert loss.item() == 0
+    for p in setup.model.parameters():
+        assert p.grad is None or (p.grad == 0).all()
+    assert torch.isfinite(log["adv_delta_norm"])
+
+
+@pytest.mark.parametrize("method", ["freelb", "pgd", "yopo", "freeat"])
+def test_every_method_survives_the_dummy_batch(sp_data, method):
+    setup = build(sp_data(), ["--adv-method", method, "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1"])
+    loss, _, log = setup.train_step(setup.batch(4), ignore_grad=True)
+    assert loss.item() == 0 and torch.isfinite(log["adv_delta_norm"])
+
+
+def test_adv_begin_update_trains_plainly_before_it(sp_data):
+    setup = build(sp_data(), ["--adv-steps", "3", "--adv-lr", "0.1", "--adv-begin-update", "2"])
+    calls, _ = record_head_outputs(setup.model)
+    _, _, log = setup.train_step(setup.batch(8), update_num=1)
+    assert len(calls) == 1 and "adv_loss_init" not in log
+    _, _, log = setup.train_step(setup.batch(8), update_num=2)
+    assert len(calls) == 4 and "adv_loss_init" in log
+
+
+class OverflowingOptimizer:
+    """Stands in for fairseq's FP16Optimizer at a loss scale too high for fp16 gradients."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def backward(self, loss):
+        (loss * self.scale).backward()
+
+    def zero_grad(self):
+        pass
+
+
+@pytest.mark.parametrize("method", ["freelb", "pgd", "yopo", "freeat"])
+def test_fp16_overflow_skips_the_ascent_step_without_nan(sp_data, method):
+    setup = build(sp_data(), ["--adv-method", method, "--adv-steps", "3", "--adv-lr", "0.1",
+                              "--adv-init-mag", "0.1", "--adv-max-norm", "1"])
+    setup.model.half()
+    optimizer = OverflowingOptimizer(scale=1e30)  # the scaled loss is inf in fp16: every gradient overflows
+    loss, _, log = setup.task.train_step(setup.batch(8), setup.model, setup.criterion, optimizer, 0)
+    assert torch.isfinite(log["adv_delta_norm"]), "delta must stay finite"
+    # The parameter gradients did overflow: fairseq's scaler would skip this update and lower the scale.
+    assert any(not torch.isfinite(p.grad).all() for p in setup.model.parameters() if p.grad is not None)
+
+
+def test_fp16_model_trains_with_fp32_delta(sp_data):
+    setup = build(sp_data(), ["--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1", "--adv-max-norm", "1"])
+    setup.model.half()
+    optimizer = OverflowingOptimizer(scale=128.0)
+    loss, _, log = setup.task.train_step(setup.batch(8), setup.model, setup.criterion, optimizer, 0)
+    assert torch.isfinite(loss) and torch.isfinite(log["adv_delta_norm"]) and log["adv_delta_norm"] > 0
+    assert all(torch.isfinite(p.grad).all() for p in setup.model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--adv-steps", "0"], "--adv-steps must be >= 1"),
+        (["--adv-lr", "-0.1"], "--adv-lr must be >= 0"),
+        (["--adv-init-mag", "-1"], "--adv-init-mag must be >= 0"),
+        (["--adv-max-norm", "-1"], "--adv-max-norm must be >= 0"),
+        (["--adv-begin-update", "-1"], "--adv-begin-update must be >= 0"),
+        (["--yopo-inner-steps", "0"], "--yopo-inner-steps must be >= 1"),
+    ],
+)
+def test_bad_flags_are_refused_naming_the_flag(sp_data, flags, message):
+    with pytest.raises(AdversarialConfigError, match=message):
+        build(sp_data(), flags)
+
+
+def test_unknown_norm_type_is_refused_by_the_parser(sp_data, capsys):
+    with pytest.raises(SystemExit):
+        build(sp_data(), ["--adv-norm-type", "l1"])
+    assert "--adv-norm-type" in capsys.readouterr().err
