@@ -1,0 +1,142 @@
+"""``--criterion freelb_sentence_ranking``: multiple-choice ranking with per-question perturbations.
+
+Each question is C sequences, one per candidate answer (``net_input1`` ..
+``net_inputC``, the layout of fairseq's ``sentence_ranking`` task and of
+``--task multiple_choice``). The ranking head maps each sequence's ``<s>``
+representation to one score; the loss is cross-entropy over the C scores.
+With ``--task multiple_choice`` a batch may mix questions with different
+numbers of choices: ``sample["choice_mask"]`` marks the real ones, and the
+others get a score of -inf (never scored, no gradient).
+
+For the adversarial step all C model calls of a minibatch form one group
+(:meth:`adversarial_inputs`), so FreeLB and every ``--adv-method`` draw,
+normalise and project the perturbation per question, over the concatenation
+of its candidates' embeddings (appendix A.1 of Zhu et al. 2020). Missing
+choices are excluded from that group (:class:`ChoiceGroupAdversary`).
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.logging import metrics
+from fairseq.tasks.sentence_ranking import SentenceRankingTask
+from torch import Tensor
+
+from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics
+from fairseq_freelb.train_step import Adversary, make_adversarial
+
+
+@dataclass
+class FreeLBSentenceRankingConfig(AdversarialConfig):
+    ranking_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "name of the ranking head (one score per candidate sequence)"},
+    )
+
+
+def candidate_inputs(sample) -> List[dict]:
+    """``net_input1`` .. ``net_inputC`` of a ranking batch, in order."""
+    inputs, c = [], 1
+    while f"net_input{c}" in sample:
+        inputs.append(sample[f"net_input{c}"])
+        c += 1
+    return inputs
+
+
+def present_choices(sample) -> Optional[Tensor]:
+    """(B, C) bool of the real choices, or None when every question has all C."""
+    return sample.get("choice_mask")
+
+
+def choice_scores(model, sample, head_name: str) -> Tensor:
+    """(B, C) float32 choice scores, one model call per candidate; missing choices are -inf."""
+    if head_name not in getattr(model, "classification_heads", {}):
+        raise ValueError(
+            f"model has no ranking head {head_name!r} (--ranking-head-name); "
+            "--task multiple_choice and sentence_ranking register it"
+        )
+    columns = [
+        model(**net_input, features_only=True, classification_head_name=head_name)[0]
+        for net_input in candidate_inputs(sample)
+    ]
+    logits = torch.cat(columns, dim=1).float()
+    present = present_choices(sample)
+    if present is not None:
+        logits = logits.masked_fill(~present.to(logits.device), float("-inf"))
+    return logits
+
+
+class ChoiceGroupAdversary(Adversary):
+    """The plugin's :class:`Adversary`, with missing-choice rows left out of the perturbation.
+
+    Those rows are real ``<s> </s>`` sequences (so the model never sees an
+    all-padding row), but they are not part of the question: masking them here
+    keeps delta_0, the length L of the init scale, the ascent step and the
+    projection norm over the question's real candidates only.
+    """
+
+    def _inputs(self, sample, model, criterion):
+        inputs, embed, masks = super()._inputs(sample, model, criterion)
+        present = present_choices(sample)
+        if present is not None:
+            masks = [m & present[:, c].unsqueeze(1).to(m.device) for c, m in enumerate(masks)]
+        return inputs, embed, masks
+
+
+def _supported_task(task) -> bool:
+    from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
+
+    return isinstance(task, (SentenceRankingTask, MultipleChoiceTask))
+
+
+@register_criterion("freelb_sentence_ranking", dataclass=FreeLBSentenceRankingConfig)
+class FreeLBSentenceRankingCriterion(FairseqCriterion):
+    def __init__(self, cfg: FreeLBSentenceRankingConfig, task):
+        super().__init__(task)
+        validate_adversarial_config(cfg)
+        if not _supported_task(task):
+            raise AdversarialConfigError(
+                f"--criterion freelb_sentence_ranking cannot serve --task "
+                f"{getattr(task.cfg, '_name', type(task).__name__)}; use --task multiple_choice, "
+                "or --task freelb_sentence_ranking for fairseq's sentence_ranking data"
+            )
+        self.ranking_head_name = cfg.ranking_head_name
+        self.adversary = ChoiceGroupAdversary(cfg)
+        make_adversarial(task, self.adversary)
+
+    def adversarial_inputs(self, sample) -> List[dict]:
+        """The C model calls of :meth:`forward`, in call order: one question's perturbation group."""
+        return candidate_inputs(sample)
+
+    def forward(self, model, sample, reduce=True):
+        logits = choice_scores(model, sample, self.ranking_head_name)
+        sample_size = logits.size(0)
+        logging_output = {"ntokens": sample["ntokens"], "nsentences": sample_size, "sample_size": sample_size}
+        if "target" in sample:
+            targets = sample["target"].view(-1)
+            loss = F.nll_loss(F.log_softmax(logits, dim=-1), targets, reduction="sum")
+            logging_output["ncorrect"] = (logits.argmax(dim=1) == targets).sum()
+        else:  # unlabelled (test) data: nothing to learn from
+            loss = logits.new_zeros(()).requires_grad_(True)
+        logging_output["loss"] = loss.data
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
+        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        if logging_outputs and "ncorrect" in logging_outputs[0]:
+            ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
+            metrics.log_scalar("accuracy", 100.0 * ncorrect / max(nsentences, 1), nsentences, round=1)
+        reduce_adversarial_metrics(logging_outputs)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,58 @@
+"""Accuracy of checkpoint(s) on a labelled split; ARC reports Easy, Challenge and merged (Table 3).
+
+    python -m fairseq_freelb.mc.evaluate --data data/arc --split valid --path checkpoints/checkpoint_best.pt
+
+``--path a.pt:b.pt`` evaluates the ensemble (probabilities averaged).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from fairseq_freelb.mc.formats import MultipleChoiceFormatError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="--task multiple_choice data directory")
+    parser.add_argument("--split", default="valid", help="labelled split to score (default: valid)")
+    parser.add_argument("--path", required=True, help="checkpoint(s), separated by ':' for an ensemble")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
+    parser.add_argument("--model-overrides", default=None, help="python dict of task/model overrides, as fairseq's")
+    parser.add_argument("--results-json", default=None, help="also write the accuracies to this JSON file")
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
+    args = get_parser().parse_args(argv)
+    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
+    from fairseq_freelb.mc.metrics import accuracy_by_group, predicted_labels
+
+    paths = args.path.split(os.pathsep)
+    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
+    probabilities = choice_probabilities(models, task, args.split, args.batch_size)
+    questions = task.questions[args.split]
+    results = accuracy_by_group(questions, predicted_labels(questions, probabilities))
+    for group, r in results.items():
+        name = "merged" if group == "all" else group
+        print(f"{args.split}\t{name}\taccuracy {r['accuracy']:.2f}\t({r['correct']}/{r['total']})")
+    if args.results_json:
+        with open(args.results_json, "w") as handle:
+            json.dump({"split": args.split, "checkpoints": paths, "results": results}, handle, indent=2)
+    return 0
+
+
+def cli_main(argv=None) -> int:
+    try:
+        return main(argv)
+    except (MultipleChoiceFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

@@ -1,0 +1,60 @@
+"""Leaderboard predictions: ``id,answer`` CSV, one line per question in input order.
+
+    python -m fairseq_freelb.mc.predict --data data/csqa --split test \\
+        --path ckpt1/checkpoint_best.pt:ckpt2/checkpoint_best.pt --output predictions.csv
+
+Answers are the dataset's own labels (``A``-``E``, or ``1``-``4`` for some ARC
+questions). Several checkpoints (``:``-separated) form an ensemble: their
+choice probabilities are averaged before the argmax. The file is checked with
+:func:`fairseq_freelb.mc.metrics.validate_predictions` before the command
+succeeds.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from fairseq_freelb.mc.formats import MultipleChoiceFormatError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="--task multiple_choice data directory")
+    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    parser.add_argument("--path", required=True, help="checkpoint(s), separated by ':' for an ensemble")
+    parser.add_argument("--output", required=True, help="predictions CSV to write")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
+    parser.add_argument("--model-overrides", default=None, help="python dict of task/model overrides, as fairseq's")
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
+    args = get_parser().parse_args(argv)
+    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
+    from fairseq_freelb.mc.metrics import predicted_labels, validate_predictions, write_predictions
+
+    paths = args.path.split(os.pathsep)
+    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
+    probabilities = choice_probabilities(models, task, args.split, args.batch_size)
+    questions = task.questions[args.split]
+    write_predictions(args.output, questions, predicted_labels(questions, probabilities))
+    problems = validate_predictions(args.output, questions)
+    if problems:
+        raise ValueError("; ".join(problems))
+    print(f"wrote {len(questions)} predictions of {len(paths)} checkpoint(s) to {args.output}")
+    return 0
+
+
+def cli_main(argv=None) -> int:
+    try:
+        return main(argv)
+    except (MultipleChoiceFormatError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())
