@@ -340,6 +340,17 @@ class EmbeddingAttack:
     # ----------------------------------------------------------- pieces
 
     def _masks(self, sample) -> List[Tensor]:
+        """The perturbed positions: the training hook's own masks when the criterion has one.
+
+        A criterion's :class:`~fairseq_freelb.train_step.Adversary` may narrow
+        the group beyond "non-pad" (the ranking criterion leaves out the
+        placeholder rows of missing choices); using its masks makes the ball
+        here the ball of training.
+        """
+        adversary = getattr(self.criterion, "adversary", None)
+        if adversary is not None and callable(getattr(adversary, "_inputs", None)):
+            _, _, masks = adversary._inputs(sample, self.model, self.criterion)
+            return masks
         pad = self.embed.padding_idx
         return [net_input["src_tokens"].ne(pad) for net_input in self.criterion.adversarial_inputs(sample)]
 

@@ -317,20 +317,24 @@ def test_search_stops_at_the_largest_eps_the_reference_survives(tiny):
     which the reference model is still correct after the attack, and the level above flips it."""
     task, model, criterion = tiny
     batch = _batch(task, range(6))
-    attack = _attack(model, criterion, steps=10, step_size=0.02, restarts=1)
+    attack = _attack(model, criterion, steps=20, step_size=0.005, restarts=1)
     _, natural_ok = attack.evaluate(batch)
-    start, levels = 2.0, 5
+    start, levels = 0.03, 8
     eps, result = search_eps(attack, batch, start, levels)
     grid = [start * (1 - k / levels) for k in range(levels + 1)]
+    interior = 0
     for j in range(6):
         if not natural_ok[j]:
             continue
         assert any(abs(float(eps[j]) - g) < 1e-12 for g in grid)
         one = slice_sample(batch, [j])
         assert bool(attack.attack(one, eps[j : j + 1]).correct_after[0])
+        assert float(result.restart_loss[j, 0]) == pytest.approx(float(attack.attack(one, eps[j : j + 1]).max_loss[0]), abs=1e-6)
         if float(eps[j]) < start:
             above = torch.tensor([float(eps[j]) + start / levels], dtype=torch.float64)
             assert not bool(attack.attack(one, above).correct_after[0])
+        interior += 0 < float(eps[j]) < start
+    assert interior >= 2  # the search stopped strictly inside the grid, where both checks bite
 
 
 # --------------------------------------------------------------------------- end to end
@@ -519,3 +523,53 @@ def test_regression_checkpoint_end_to_end(tmp_path):
     # Selected samples are those predicted within the tolerance: sqrt(squared error) < 0.3.
     assert all(math.sqrt(float(r["n_loss"])) < 0.3 for r in rows)
     assert all(float(r["max_inc"]) > 0 for r in rows)
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_ranking_criterion_questions_with_missing_choices(tmp_path):
+    """freelb_sentence_ranking through adversarial_inputs(): one ball per question over its C
+    candidates, placeholder rows of missing choices left out, results independent of batching."""
+    import random
+
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from fairseq_freelb.mc.dataset import MultipleChoiceDataset
+    from utils import WORDS, write_dict
+
+    write_dict(tmp_path / "dict.txt", WORDS)
+    args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        [str(tmp_path), "--task", "multiple_choice", "--criterion", "freelb_sentence_ranking", *TINY_ROBERTA,
+         "--adv-method", "none", "--cpu", "--seed", "3"],
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    model = task.build_model(cfg.model).double().eval()
+    criterion = task.build_criterion(cfg.criterion)
+    d = task.source_dictionary
+    rng = random.Random(1)
+    words = [d.index(w) for w in WORDS]
+    questions = [
+        [torch.tensor([d.bos(), *rng.choices(words, k=rng.randint(2, 7)), d.eos()]) for _ in range(n)] for n in (3, 5, 4)
+    ]
+    targets = [0, 4, 2]
+    dataset = MultipleChoiceDataset(questions, targets, d.pad(), d.bos(), d.eos())
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    attack = _attack(model, criterion, steps=8, step_size=0.02, restarts=2, seed=4)
+
+    # ||X||_F over the question's real candidates only.
+    emb = model.encoder.sentence_encoder.embed_tokens
+    expected_norms = torch.stack([torch.sqrt(sum(emb(t).pow(2).sum() for t in q)) for q in questions])
+    assert torch.allclose(attack.embedding_norms(batch), expected_norms.double(), rtol=1e-6)
+
+    eps = torch.tensor([0.05, 0.1, 0.2], dtype=torch.float64)
+    together = attack.attack(batch, eps)
+    assert bool((together.max_increase > 0).all())
+    for i in range(3):
+        alone = attack.attack(dataset.collater([dataset[i]]), eps[i : i + 1])
+        assert torch.allclose(alone.restart_loss[0], together.restart_loss[i], rtol=1e-9, atol=1e-12)
+        assert torch.allclose(alone.natural_loss, together.natural_loss[i : i + 1], rtol=1e-9)
