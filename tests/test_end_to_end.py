@@ -1,0 +1,132 @@
+"""Real `fairseq-train` / `fairseq-validate` runs with the plugin, from a directory outside the repo."""
+
+import pytest
+import torch
+
+from utils import BIN, fairseq_train_cmd, run
+
+pytestmark = pytest.mark.slow
+
+FREELB = ["--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1", "--adv-max-norm", "0.5"]
+
+
+def train(tmp_path, data_root, extra=(), num_classes=2, name="ck", check=True):
+    save_dir = tmp_path / name
+    cmd = fairseq_train_cmd(data_root / "data-bin", save_dir, extra, num_classes=num_classes)
+    # cwd outside the repo: --user-dir fairseq_freelb must resolve to the installed package.
+    return save_dir, run(cmd, cwd=tmp_path, check=check)
+
+
+def train_log_value(stdout, key):
+    lines = [l for l in stdout.splitlines() if "| train |" in l]
+    assert lines, stdout[-2000:]
+    fields = lines[-1].split(" | ")
+    return float(next(f.split()[1] for f in fields if f.startswith(key + " ")))
+
+
+def validate(data_root, checkpoint, tmp_path, extra=()):
+    cmd = [str(BIN / "fairseq-validate"), str(data_root / "data-bin"), "--user-dir", "fairseq_freelb",
+           "--task", "sentence_prediction", "--criterion", "freelb_sentence_prediction",
+           "--path", str(checkpoint), "--batch-size", "16", "--cpu",
+           "--valid-subset", "valid", *extra]
+    return run(cmd, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "num_classes,regression",
+    [(2, False), (3, False), (1, True)],
+    ids=["2-classes", "3-classes", "regression"],
+)
+def test_train_save_reload_evaluate(tmp_path, sp_data, num_classes, regression):
+    data = sp_data(max(num_classes, 2) if not regression else 1, regression)
+    extra = FREELB + (["--regression-target", "--best-checkpoint-metric", "loss"] if regression else [])
+    save_dir, proc = train(tmp_path, data, extra, num_classes=num_classes)
+    for key in ("adv_loss_init", "adv_loss_last", "adv_delta_norm"):
+        assert torch.isfinite(torch.tensor(train_log_value(proc.stdout, key)))
+    assert 0 < train_log_value(proc.stdout, "adv_delta_norm") <= 0.5 + 1e-4  # inside the eps ball
+    assert (save_dir / "checkpoint_best.pt").exists()
+    proc = validate(data, save_dir / "checkpoint_best.pt", tmp_path, ["--regression-target"] if regression else [])
+    out = proc.stdout + proc.stderr
+    assert "valid on 'valid' subset" in out and "loss" in out
+    if not regression:
+        assert "accuracy" in out
+
+
+def test_restore_file_fine_tunes_from_a_fairseq_checkpoint(tmp_path, sp_data):
+    """--restore-file is how every RoBERTa recipe starts from model.pt; it must load under torch 2.13."""
+    save_dir, _ = train(tmp_path, sp_data(), ["--adv-method", "none", "--max-epoch", "1"], name="pretrained")
+    extra = FREELB + ["--restore-file", str(save_dir / "checkpoint_last.pt"), "--reset-optimizer",
+                      "--reset-dataloader", "--reset-meters", "--max-epoch", "1"]
+    _, proc = train(tmp_path, sp_data(), extra, name="finetuned")
+    assert "Loaded checkpoint" in proc.stdout + proc.stderr
+
+
+def test_memory_efficient_fp16_and_amp_run_without_nan(tmp_path, sp_data):
+    for flag in ("--memory-efficient-fp16", "--amp"):
+        for method in ("freelb", "pgd"):
+            _, proc = train(tmp_path, sp_data(), FREELB + [flag, "--adv-method", method, "--max-epoch", "1"],
+                            name=f"ck{flag}{method}")
+            for key in ("loss", "adv_loss_last", "adv_delta_norm"):
+                assert torch.isfinite(torch.tensor(train_log_value(proc.stdout, key))), (flag, method, key)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--adv-steps", "0"], "fairseq_freelb: error: --adv-steps must be >= 1, got 0"),
+        (["--adv-max-norm", "-0.5"], "fairseq_freelb: error: --adv-max-norm must be >= 0, got -0.5"),
+    ],
+)
+def test_bad_flag_is_one_line_and_nothing_is_trained(tmp_path, sp_data, extra, message):
+    save_dir, proc = train(tmp_path, sp_data(), extra, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert "Traceback" not in proc.stderr
+    assert not list(save_dir.glob("*.pt"))
+
+
+def test_criterion_refuses_a_task_it_cannot_serve(tmp_path, sp_data):
+    data = sp_data()
+    cmd = [str(BIN / "fairseq-train"), str(data / "data-bin" / "input0"), "--user-dir", "fairseq_freelb",
+           "--task", "masked_lm", "--criterion", "freelb_sentence_prediction", "--arch", "roberta_base",
+           "--encoder-layers", "1", "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "16",
+           "--encoder-attention-heads", "1", "--cpu", "--max-update", "1", "--save-dir", str(tmp_path / "ck"),
+           "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "4"]
+    proc = run(cmd, cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fairseq_freelb: error: --criterion freelb_sentence_prediction cannot serve --task masked_lm")
+    assert not list((tmp_path / "ck").glob("*.pt"))
+
+
+def _params(checkpoint):
+    import fairseq_freelb  # noqa: F401  (allow-lists fairseq checkpoints)
+
+    return torch.load(checkpoint, map_location="cpu")["model"]
+
+
+def _assert_same_model(a, b):
+    pa, pb = _params(a), _params(b)
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        torch.testing.assert_close(pa[k], pb[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize(
+    "method_flags,stop_at",
+    [
+        (["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1"], 3),
+        (FREELB + ["--adv-begin-update", "3"], 2),
+    ],
+    ids=["freeat-mid-replay", "freelb-before-warmup-ends"],
+)
+def test_resume_from_checkpoint_last_continues_exactly(tmp_path, sp_data, method_flags, stop_at):
+    """Stopping and resuming gives the same model as an uninterrupted run (update count, replay position, warm-up)."""
+    common = method_flags + ["--max-epoch", "3"]
+    full_dir, full = train(tmp_path, sp_data(), common + ["--max-update", "7"], name="full")
+    part_dir, _ = train(tmp_path, sp_data(), common + ["--max-update", str(stop_at)], name="part")
+    state = torch.load(part_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == stop_at
+    _, resumed = train(tmp_path, sp_data(), common + ["--max-update", "7"], name="part")
+    assert train_log_value(resumed.stdout, "num_updates") == 7
+    _assert_same_model(full_dir / "checkpoint_last.pt", part_dir / "checkpoint_last.pt")
