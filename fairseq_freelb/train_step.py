@@ -147,12 +147,12 @@ def _sync_context(model: nn.Module, sync: bool):
 
 
 def _autocast(optimizer, device: torch.device):
+    """Autocast exactly where fairseq's own train_step does: ``--amp`` on CUDA, every pass."""
     from fairseq.optim.amp_optimizer import AMPOptimizer
 
-    enabled = isinstance(optimizer, AMPOptimizer)
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, enabled=True)
+    if isinstance(optimizer, AMPOptimizer) and device.type == "cuda":
+        return torch.autocast(device_type="cuda")
+    return contextlib.nullcontext()
 
 
 def _loss_scale(optimizer) -> float:
