@@ -6,7 +6,7 @@
 concatenated in order) or a preprocessed ``{split}.jsonl``. The file must have
 exactly one ``id,answer`` line per question, in input order, with each answer
 one of that question's labels. Exit status 0 when valid, 1 with one
-``file:line: problem`` line each otherwise. Needs no fairseq and no model.
+``file:line: problem`` line each otherwise. Needs no model.
 """
 
 import argparse

@@ -1,0 +1,135 @@
+"""End to end on fixtures in the official formats: preprocess, train (SMOKE=1), evaluate, predict, validate.
+
+Runs the user-facing scripts of ``examples/csqa`` and ``examples/arc`` and
+the ``python -m fairseq_freelb.mc.*`` commands as subprocesses, from the
+repository root (so ``--user-dir fairseq_freelb`` is this checkout).
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mc_fixtures
+from utils import BIN, run
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _env(**extra):
+    env = dict(os.environ, SMOKE="1", PYTHON=PY, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _sh(script, **env):
+    import subprocess
+
+    proc = subprocess.run(["bash", str(REPO / script)], cwd=REPO, env=_env(**env), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode})\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def _mc(command, *args):
+    import subprocess
+
+    proc = subprocess.run([PY, "-m", f"fairseq_freelb.mc.{command}", *map(str, args)], cwd=REPO, env=_env(),
+                          capture_output=True, text=True)
+    return proc
+
+
+def _ok(proc):
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _accuracies(stdout):
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^\S+\t(\S+)\taccuracy ([\d.]+)", stdout, re.M)}
+
+
+@pytest.mark.slow
+def test_commonsenseqa_pipeline(tmp_path):
+    files = mc_fixtures.make_csqa(tmp_path / "raw")
+    data, ckpt = tmp_path / "data", tmp_path / "ckpt"
+    _sh("examples/csqa/preprocess.sh", CSQA_DIR=tmp_path / "raw", DEST=data)
+    log = _sh("examples/csqa/train.sh", DATA=data, SAVE_DIR=ckpt, MAX_UPDATE=3)
+    assert "adv_delta_norm" in log and "num_updates 3" in log
+    best = ckpt / "checkpoint_best.pt"
+
+    acc = _accuracies(_ok(_mc("evaluate", "--data", data, "--split", "valid", "--path", best, "--cpu")))
+    assert set(acc) == {"dev_rand_split", "merged"} and 0 <= acc["merged"] <= 100
+
+    pred = tmp_path / "csqa_test.csv"
+    _ok(_mc("predict", "--data", data, "--split", "test", "--path", best, "--output", pred, "--cpu"))
+    test_file = files["test_rand_split_no_answers"]
+    assert "OK, 8 predictions" in _ok(_mc("validate", pred, "--questions", test_file))
+    ids = [line.split(",")[0] for line in pred.read_text().splitlines()]
+    assert ids == [__import__("json").loads(l)["id"] for l in test_file.read_text().splitlines()]
+    # A damaged file is rejected with its line number.
+    lines = pred.read_text().splitlines()
+    pred.write_text("\n".join(lines[:3] + [lines[3].split(",")[0] + ",F"] + lines[4:]) + "\n")
+    bad = _mc("validate", pred, "--questions", test_file)
+    assert bad.returncode == 1 and f"{pred}:4: answer 'F'" in bad.stderr
+    # Evaluating the unlabelled test split is refused, not guessed.
+    refused = _mc("evaluate", "--data", data, "--split", "test", "--path", best, "--cpu")
+    assert refused.returncode == 1 and "accuracy needs a labelled split" in refused.stderr
+
+
+@pytest.mark.slow
+def test_race_then_arc_multitask_pipeline(tmp_path):
+    raw = tmp_path / "raw"
+    race_dir = mc_fixtures.make_race(raw)
+    arc = mc_fixtures.make_arc(raw)
+    obqa = mc_fixtures.make_obqa(raw)
+    race, arc_data = tmp_path / "race", tmp_path / "arc"
+    _sh("examples/arc/preprocess.sh", RACE_DIR=race_dir, ARC_DIR=raw, OBQA_DIR=raw / "OpenBookQA",
+        RACE_DEST=race, ARC_DEST=arc_data, MAX_POSITIONS=128)
+    summary = __import__("json").loads((arc_data / "preprocess.json").read_text())
+    assert summary["train"]["sources"] == {"ARC-Easy-Train": 16, "ARC-Challenge-Train": 16, "OpenBookQA-train": 16}
+    assert summary["train"]["choices_per_question"] == {"3": 8, "4": 32, "5": 8}
+
+    _sh("examples/arc/train_race.sh", DATA=race, SAVE_DIR=tmp_path / "ck_race")
+    race_best = tmp_path / "ck_race" / "checkpoint_best.pt"
+    acc = _accuracies(_ok(_mc("evaluate", "--data", race, "--split", "test", "--path", race_best, "--cpu")))
+    assert set(acc) == {"RACE-high", "RACE-middle", "merged"}
+
+    log = _sh("examples/arc/train_arc.sh", DATA=arc_data, SAVE_DIR=tmp_path / "ck_arc", RESTORE=race_best,
+              ADV_METHOD="none")
+    assert f"Loaded checkpoint {race_best}" in log
+    arc_best = tmp_path / "ck_arc" / "checkpoint_best.pt"
+    acc = _accuracies(_ok(_mc("evaluate", "--data", arc_data, "--split", "valid", "--path", arc_best, "--cpu")))
+    assert set(acc) == {"ARC-Easy", "ARC-Challenge", "merged"}
+    assert acc["merged"] == pytest.approx((acc["ARC-Easy"] + acc["ARC-Challenge"]) / 2)  # 8 + 8 questions
+
+    # Leaderboard files: ARC test (labels A-E and 1-4) from an ensemble, OpenBookQA test.
+    pred = tmp_path / "arc_test.csv"
+    ensemble = f"{arc_best}{os.pathsep}{race_best}"
+    _ok(_mc("predict", "--data", arc_data, "--split", "test", "--path", ensemble, "--output", pred, "--cpu"))
+    official = [arc["ARC-Easy-Test"], arc["ARC-Challenge-Test"]]
+    assert "OK, 16 predictions" in _ok(_mc("validate", pred, "--questions", *official))
+    answers = [line.split(",")[1] for line in pred.read_text().splitlines()]
+    assert set(answers) <= set("ABCDE1234")
+    _check_ensemble_average(arc_data, [arc_best, race_best], answers)
+
+    obqa_pred = tmp_path / "obqa_test.csv"
+    _ok(_mc("predict", "--data", arc_data, "--split", "obqa_test", "--path", arc_best, "--output", obqa_pred, "--cpu"))
+    assert "OK, 8 predictions" in _ok(_mc("validate", obqa_pred, "--questions", obqa["test"]))
+
+
+def _check_ensemble_average(data, checkpoints, answers):
+    """The ensemble's answers are the argmax of the mean of the members' probabilities."""
+    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
+
+    members = []
+    for path in checkpoints:
+        models, _, task = load_ensemble([str(path)], str(data), cpu=True)
+        members.append(choice_probabilities(models, task, "test"))
+    questions = task.questions["test"]
+    mean = [np.mean([m[i] for m in members], axis=0) for i in range(len(questions))]
+    assert answers == [q.labels[int(np.argmax(p))] for q, p in zip(questions, mean)]
