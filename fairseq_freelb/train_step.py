@@ -18,8 +18,11 @@ import logging
 from typing import Dict, List, Optional
 
 import torch
+from fairseq.data.iterators import CountingIterator
+from fairseq.optim.amp_optimizer import AMPOptimizer
 from torch import Tensor, nn
 
+from fairseq_freelb.config import AdversarialConfigError
 from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
 logger = logging.getLogger(__name__)
@@ -148,8 +151,6 @@ def _sync_context(model: nn.Module, sync: bool):
 
 def _autocast(optimizer, device: torch.device):
     """Autocast exactly where fairseq's own train_step does: ``--amp`` on CUDA, every pass."""
-    from fairseq.optim.amp_optimizer import AMPOptimizer
-
     if isinstance(optimizer, AMPOptimizer) and device.type == "cuda":
         return torch.autocast(device_type="cuda")
     return contextlib.nullcontext()
@@ -209,8 +210,6 @@ class ReplayEpochBatchIterator:
         return self.inner.first_batch
 
     def next_epoch_itr(self, shuffle=True, fix_batches_to_gpus=False, set_dataset_epoch=True):
-        from fairseq.data.iterators import CountingIterator
-
         inner_itr = self.inner.next_epoch_itr(
             shuffle=shuffle, fix_batches_to_gpus=fix_batches_to_gpus, set_dataset_epoch=set_dataset_epoch
         )
@@ -490,8 +489,6 @@ class Adversary:
         key = None if ignore_grad else _batch_key(sample)
         state = self._freeat_state.get(key) if key is not None else None
         if state is not None and state["update"] == update_num:
-            from fairseq_freelb.config import AdversarialConfigError
-
             raise AdversarialConfigError(
                 "--adv-method freeat needs --update-freq 1: a replayed minibatch reached the same update twice"
             )
