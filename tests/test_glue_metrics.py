@@ -115,3 +115,46 @@ def test_criterion_correlations_over_batches_match_scipy():
     stats = _validation_stats(batches)
     assert stats["pearson"] == pytest.approx(100 * pearsonr(preds, labels)[0], abs=0.006)
     assert stats["spearman"] == pytest.approx(100 * spearmanr(preds, labels)[0], abs=0.006)
+
+
+# ----------------------------------------------------------------- the criterion's flags
+
+
+def _build_criterion(tmp_path, *flags, regression=False):
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    import fairseq_freelb  # noqa: F401
+
+    # Building the task reads only the dictionaries; the label order is fairseq's (by frequency), not 0, 1.
+    data = tmp_path / "data-bin"
+    (data / "input0").mkdir(parents=True)
+    (data / "label").mkdir()
+    (data / "input0" / "dict.txt").write_text("w1 5\nw2 3\n")
+    (data / "label" / "dict.txt").write_text("1 9\n0 4\n")
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(data), "--task", "sentence_prediction", "--criterion", "freelb_sentence_prediction",
+        "--num-classes", "1" if regression else "2", "--arch", "roberta_base", "--cpu",
+        *(["--regression-target"] if regression else []), *flags,
+    ])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    return task.build_criterion(cfg.criterion)
+
+
+def test_criterion_report_flags_are_checked(tmp_path):
+    from fairseq_freelb.config import AdversarialConfigError
+
+    criterion = _build_criterion(tmp_path / "a", "--report-mcc")
+    labels = criterion.task.label_dictionary
+    assert labels[criterion.positive_class + labels.nspecial] == "1"  # an index of label/dict.txt, not the label
+    assert criterion.logging_outputs_can_be_summed()
+    with pytest.raises(AdversarialConfigError, match="--positive-label 'yes' is not in label/dict.txt"):
+        _build_criterion(tmp_path / "b", "--report-acc-and-f1", "--positive-label", "yes")
+    with pytest.raises(AdversarialConfigError, match="--report-pearson-and-spearman needs --regression-target"):
+        _build_criterion(tmp_path / "c", "--report-pearson-and-spearman")
+    with pytest.raises(AdversarialConfigError, match="need a classification task"):
+        _build_criterion(tmp_path / "d", "--report-mcc", regression=True)
+    regression = _build_criterion(tmp_path / "e", "--report-pearson-and-spearman", regression=True)
+    assert not regression.logging_outputs_can_be_summed()  # Spearman needs every prediction
