@@ -14,7 +14,6 @@ not segments), inside the model's own forward, whatever the criterion calls.
 """
 
 import contextlib
-import logging
 from typing import Dict, List, Optional
 
 import torch
@@ -25,7 +24,6 @@ from torch import Tensor, nn
 from fairseq_freelb.config import AdversarialConfigError
 from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
-logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- model access
