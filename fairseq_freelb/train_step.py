@@ -25,7 +25,6 @@ from fairseq_freelb.config import AdversarialConfigError
 from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
 
-
 # --------------------------------------------------------------------------- model access
 
 
