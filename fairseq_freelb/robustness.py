@@ -46,7 +46,13 @@ from torch import Tensor, nn
 
 import fairseq_freelb  # noqa: F401  (registers the plugin; allow-lists fairseq checkpoints for torch.load)
 from fairseq_freelb.perturbation import NORM_TYPES, ascent_step, init_delta, per_example_norm, project_to_ball
-from fairseq_freelb.train_step import AdversarialTrainingMixin, EmbeddingPerturbation, token_embedding_module, unwrap_model
+from fairseq_freelb.train_step import (
+    AdversarialTrainingMixin,
+    EmbeddingPerturbation,
+    example_inputs,
+    token_embedding_module,
+    unwrap_model,
+)
 
 logger = logging.getLogger("fairseq_freelb.robustness")
 
@@ -340,19 +346,14 @@ class EmbeddingAttack:
     # ----------------------------------------------------------- pieces
 
     def _masks(self, sample) -> List[Tensor]:
-        """The perturbed positions: the training hook's own masks when the criterion has one.
+        """The perturbed positions, exactly as in training (:func:`~fairseq_freelb.train_step.example_inputs`).
 
-        A criterion's :class:`~fairseq_freelb.train_step.Adversary` may narrow
-        the group beyond "non-pad" (the ranking criterion leaves out the
-        placeholder rows of missing choices); using its masks makes the ball
-        here the ball of training.
+        A criterion may narrow the group beyond "non-pad" (the ranking
+        criterion leaves out the placeholder rows of missing choices); the
+        ball here is then the ball of training.
         """
-        adversary = getattr(self.criterion, "adversary", None)
-        if adversary is not None and callable(getattr(adversary, "_inputs", None)):
-            _, _, masks = adversary._inputs(sample, self.model, self.criterion)
-            return masks
-        pad = self.embed.padding_idx
-        return [net_input["src_tokens"].ne(pad) for net_input in self.criterion.adversarial_inputs(sample)]
+        _, _, masks = example_inputs(sample, self.model, self.criterion)
+        return masks
 
     @torch.no_grad()
     def embedding_norms(self, sample) -> Tensor:

@@ -164,8 +164,20 @@ def _loss_scale(optimizer) -> float:
     return 1.0
 
 
-def _masks(inputs: List[Dict], padding_idx: int) -> List[Tensor]:
-    return [net_input["src_tokens"].ne(padding_idx) for net_input in inputs]
+def example_inputs(sample, model, criterion):
+    """A minibatch's model inputs, the token-embedding module, and the masks of what may move.
+
+    The masks are the non-pad tokens of each of ``criterion.adversarial_inputs(sample)``,
+    narrowed by the criterion's optional ``adversarial_masks(sample, masks)``
+    (e.g. placeholder rows of missing multiple-choice answers).
+    """
+    inputs = criterion.adversarial_inputs(sample)
+    embed = token_embedding_module(model)
+    masks = [net_input["src_tokens"].ne(embed.padding_idx) for net_input in inputs]
+    narrow = getattr(criterion, "adversarial_masks", None)
+    if narrow is not None:
+        masks = narrow(sample, masks)
+    return inputs, embed, masks
 
 
 def _leaves(deltas: List[Tensor]) -> List[Tensor]:
@@ -257,7 +269,8 @@ class Adversary:
     The criterion passed to :meth:`train_step` must provide ``adversarial_inputs(sample)``:
     the ``net_input`` dicts of its model calls for one minibatch, in call order
     (one for sentence prediction, C for a C-choice question). Their token
-    embeddings together form one example's perturbation.
+    embeddings together form one example's perturbation. It may also provide
+    ``adversarial_masks(sample, masks)`` to keep more than pads at zero.
     """
 
     def __init__(self, cfg):
@@ -305,18 +318,13 @@ class Adversary:
     def _device(self, model) -> torch.device:
         return next(unwrap_model(model).parameters()).device
 
-    def _inputs(self, sample, model, criterion):
-        """The example's model inputs, the embedding module and the non-pad masks."""
-        inputs = criterion.adversarial_inputs(sample)
-        embed = token_embedding_module(model)
-        return inputs, embed, _masks(inputs, embed.padding_idx)
 
     def _init(self, embed, masks) -> List[Tensor]:
         """delta_0: fp32, zero on pads."""
         return init_delta(masks, embed.embedding_dim, float(self.cfg.adv_init_mag), self.norm_type)
 
     def _start(self, sample, model, criterion):
-        inputs, embed, masks = self._inputs(sample, model, criterion)
+        inputs, embed, masks = example_inputs(sample, model, criterion)
         return inputs, embed, masks, self._init(embed, masks)
 
     def _rng(self, model) -> Optional[RNGSnapshot]:
@@ -489,7 +497,7 @@ class Adversary:
             raise AdversarialConfigError(
                 "--adv-method freeat needs --update-freq 1: a replayed minibatch reached the same update twice"
             )
-        inputs, embed, masks = self._inputs(sample, model, criterion)
+        inputs, embed, masks = example_inputs(sample, model, criterion)
         if state is None:
             state = {"deltas": self._init(embed, masks), "rng": self._rng(model), "done": 0}
         device = masks[0].device

@@ -12,7 +12,7 @@ For the adversarial step all C model calls of a minibatch form one group
 (:meth:`adversarial_inputs`), so FreeLB and every ``--adv-method`` draw,
 normalise and project the perturbation per question, over the concatenation
 of its candidates' embeddings (appendix A.1 of Zhu et al. 2020). Missing
-choices are excluded from that group (:class:`ChoiceGroupAdversary`).
+choices are excluded from that group (:meth:`adversarial_masks`).
 """
 
 import math
@@ -71,23 +71,6 @@ def choice_scores(model, sample, head_name: str) -> Tensor:
     return logits
 
 
-class ChoiceGroupAdversary(Adversary):
-    """The plugin's :class:`Adversary`, with missing-choice rows left out of the perturbation.
-
-    Those rows are real ``<s> </s>`` sequences (so the model never sees an
-    all-padding row), but they are not part of the question: masking them here
-    keeps delta_0, the length L of the init scale, the ascent step and the
-    projection norm over the question's real candidates only.
-    """
-
-    def _inputs(self, sample, model, criterion):
-        inputs, embed, masks = super()._inputs(sample, model, criterion)
-        present = present_choices(sample)
-        if present is not None:
-            masks = [m & present[:, c].unsqueeze(1).to(m.device) for c, m in enumerate(masks)]
-        return inputs, embed, masks
-
-
 def _supported_task(task) -> bool:
     from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
 
@@ -106,12 +89,25 @@ class FreeLBSentenceRankingCriterion(FairseqCriterion):
                 "or --task freelb_sentence_ranking for fairseq's sentence_ranking data"
             )
         self.ranking_head_name = cfg.ranking_head_name
-        self.adversary = ChoiceGroupAdversary(cfg)
+        self.adversary = Adversary(cfg)
         make_adversarial(task, self.adversary)
 
     def adversarial_inputs(self, sample) -> List[dict]:
         """The C model calls of :meth:`forward`, in call order: one question's perturbation group."""
         return candidate_inputs(sample)
+
+    def adversarial_masks(self, sample, masks: List[Tensor]) -> List[Tensor]:
+        """Leave missing-choice rows out of the perturbation group.
+
+        Those rows are real ``<s> </s>`` sequences (an all-padding row makes
+        attention produce NaN), but they are not part of the question: keeping
+        them at zero keeps delta_0, the length L of the init scale, the ascent
+        step and the projection norm over the question's real candidates only.
+        """
+        present = present_choices(sample)
+        if present is None:
+            return masks
+        return [m & present[:, c].unsqueeze(1).to(m.device) for c, m in enumerate(masks)]
 
     def forward(self, model, sample, reduce=True):
         logits = choice_scores(model, sample, self.ranking_head_name)
