@@ -56,7 +56,7 @@ def load_ensemble(checkpoints: Sequence[str], data_bin: Path, cpu: bool = False,
 
     for path in checkpoints:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"--checkpoint {path}: no such file")
+            raise FileNotFoundError(f"checkpoint {path}: no such file")
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
         list(checkpoints), arg_overrides={"data": str(data_bin)}
     )
