@@ -507,10 +507,11 @@ def write_output(ckpt: HFCheckpoint, conversion: Conversion, out_dir) -> Path:
 # --------------------------------------------------------------------------- verification
 
 
-def _verification_batch(out_dir: Path, bpe_args: Dict[str, object], seed: int = 0) -> torch.Tensor:
+def _verification_batch(out_dir: Path, bpe_args: Dict[str, object], max_len: int, seed: int = 0) -> torch.Tensor:
     """fairseq token ids: real sentences through the converted BPE + dict.txt, then random tokens.
 
-    Right-padded with <pad>, so both models number positions from the first token alike.
+    Right-padded with <pad>, so both models number positions from the first token alike;
+    rows are cut to ``max_len`` tokens (the model's positions).
     """
     from fairseq.data import Dictionary, encoders
 
@@ -520,9 +521,9 @@ def _verification_batch(out_dir: Path, bpe_args: Dict[str, object], seed: int = 
     rows = []
     for sentence in VERIFY_SENTENCES:
         ids = dictionary.encode_line(bpe.encode(sentence), append_eos=False, add_if_not_exist=False).long()
-        rows.append(torch.cat([torch.tensor([dictionary.bos()]), ids, torch.tensor([dictionary.eos()])]))
+        rows.append(torch.cat([torch.tensor([dictionary.bos()]), ids[: max_len - 2], torch.tensor([dictionary.eos()])]))
     generator = torch.Generator().manual_seed(seed)
-    for length in (7, 19, 32):
+    for length in (7, 19, min(32, max_len - 2)):
         middle = torch.randint(dictionary.nspecial, len(dictionary) - 1, (length,), generator=generator)
         rows.append(torch.cat([torch.tensor([dictionary.bos()]), middle, torch.tensor([dictionary.eos()])]))
     width = max(len(r) for r in rows)
@@ -548,7 +549,8 @@ def verify(hf_dir, out_dir, tolerance: float = 1e-4) -> float:
     fairseq_model = models[0].eval()
     hf_model = AutoModel.from_pretrained(str(hf_dir), add_pooling_layer=False).eval()
 
-    tokens = _verification_batch(out_dir, meta["bpe"])
+    max_positions = int(meta["fairseq_args"][meta["fairseq_args"].index("--max-positions") + 1])
+    tokens = _verification_batch(out_dir, meta["bpe"], max_positions)
     source_ids = torch.tensor(meta["source_ids"])
     pad = task.source_dictionary.pad()
     mask = tokens.ne(pad)

