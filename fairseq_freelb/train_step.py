@@ -135,6 +135,16 @@ class EmbeddingPerturbation:
         return output + delta.to(output.dtype)
 
 
+@contextlib.contextmanager
+def _hooked(module: nn.Module, hook):
+    """A forward hook on ``module`` for the duration of the block."""
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class _StopForward(Exception):
     """Raised by YOPO's hook on the first block to end a forward pass early."""
 
@@ -367,29 +377,44 @@ class Adversary:
         optimizer.backward(loss)
         return loss, sample_size, log
 
-    def _step_freelb(self, sample, model, criterion, optimizer, update_num, ignore_grad):
-        """FreeLB-K, Algorithm 1: K passes, parameter gradients averaged over delta_0..delta_{K-1}."""
+    def _accumulating_passes(self, sample, model, criterion, optimizer, ignore_grad, deltas, ascend, during_pass=None):
+        """The K passes of FreeLB and YOPO: each backpropagates loss/K into the parameter gradients.
+
+        Every pass replays the first pass's dropout masks (unless
+        ``--adv-resample-dropout``); all but the last run inside DDP's
+        ``no_sync`` so the update all-reduces once. Between passes,
+        ``ascend(deltas, leaves)`` returns the next delta; ``during_pass()``, if
+        given, is a context entered around each pass's forward and backward.
+        """
         steps = int(self.cfg.adv_steps)
-        inputs, embed, masks, deltas = self._start(sample, model, criterion)
+        embed = token_embedding_module(model)
         rng = self._rng(model)
-        losses, total = [], 0.0
+        losses = []
         with EmbeddingPerturbation(embed) as perturbation:
             for t in range(steps):
                 last = t == steps - 1
                 if rng is not None:
                     rng.restore()
                 leaves = _leaves(deltas)
-                with _sync_context(model, sync=last):
+                with _sync_context(model, sync=last), (during_pass() if during_pass else contextlib.nullcontext()):
                     loss, sample_size, log = self._forward(model, criterion, sample, optimizer, perturbation, leaves)
                     if ignore_grad:
                         loss = loss * 0
                     optimizer.backward(loss / steps)
                 losses.append(loss.detach())
-                total = total + loss.detach() / steps
                 first_log = log if t == 0 else first_log
                 if not last:
-                    deltas = self._ascend(deltas, [x.grad for x in leaves], masks, float(self.cfg.adv_lr))
-        return total, sample_size, self._log(first_log, losses, deltas)
+                    deltas = ascend(deltas, leaves, perturbation, rng)
+        return sum(losses) / steps, sample_size, self._log(first_log, losses, deltas)
+
+    def _step_freelb(self, sample, model, criterion, optimizer, update_num, ignore_grad):
+        """FreeLB-K, Algorithm 1: K passes, parameter gradients averaged over delta_0..delta_{K-1}."""
+        inputs, embed, masks, deltas = self._start(sample, model, criterion)
+
+        def ascend(deltas, leaves, perturbation, rng):
+            return self._ascend(deltas, [x.grad for x in leaves], masks, float(self.cfg.adv_lr))
+
+        return self._accumulating_passes(sample, model, criterion, optimizer, ignore_grad, deltas, ascend)
 
     def _step_pgd(self, sample, model, criterion, optimizer, update_num, ignore_grad):
         """PGD-K (eq. 1-2): K delta-only ascent passes, then one descent pass at delta_K."""
@@ -431,49 +456,48 @@ class Adversary:
         transformer block and p = dL/d f0 is frozen from the full pass; their
         step size is ``--adv-lr`` / n.
         """
-        steps, inner = int(self.cfg.adv_steps), int(self.cfg.yopo_inner_steps)
+        inner = int(self.cfg.yopo_inner_steps)
         inputs, embed, masks, deltas = self._start(sample, model, criterion)
-        rng = self._rng(model)
         block = first_block_module(model)
         plain = unwrap_model(model)
-        losses, total = [], 0.0
-        with EmbeddingPerturbation(embed) as perturbation:
-            for t in range(steps):
-                last = t == steps - 1
-                if rng is not None:
-                    rng.restore()
-                leaves = _leaves(deltas)
-                p_grads: List[Optional[Tensor]] = [None] * len(inputs)
-                handle = block.register_forward_hook(_capture_output_grad(p_grads)) if not last else None
-                try:
-                    with _sync_context(model, sync=last):
-                        loss, sample_size, log = self._forward(model, criterion, sample, optimizer, perturbation, leaves)
-                        if ignore_grad:
-                            loss = loss * 0
-                        optimizer.backward(loss / steps)
-                finally:
-                    if handle is not None:
-                        handle.remove()
-                losses.append(loss.detach())
-                total = total + loss.detach() / steps
-                first_log = log if t == 0 else first_log
-                if last:
-                    break
-                for _ in range(inner):
-                    with _autocast(optimizer, self._device(model)):
-                        grads = self._first_block_ascent_grads(plain, block, inputs, perturbation, deltas, p_grads, rng)
-                    deltas = self._ascend(deltas, grads, masks, float(self.cfg.adv_lr) / inner)
-        return total, sample_size, self._log(first_log, losses, deltas)
+        p_grads: List[Optional[Tensor]] = [None] * len(inputs)
+        # The RNG state at the start of each model call of a full pass, so that
+        # f0 of candidate c replays candidate c's own dropout masks.
+        call_rngs: List[Optional[RNGSnapshot]] = [None] * len(inputs)
+        device = self._device(model)
 
-    def _first_block_ascent_grads(self, plain, block, inputs, perturbation, deltas, p_grads, rng):
-        """d/d delta of sum_c <p_c, f0(X_c + delta_c)>, running the model only up to its first block."""
+        @contextlib.contextmanager
+        def capture():
+            pre = embed.register_forward_pre_hook(_capture_call_rng(call_rngs, device))
+            try:
+                with _hooked(block, _capture_output_grad(p_grads)):
+                    yield
+            finally:
+                pre.remove()
+
+        def ascend(deltas, leaves, perturbation, rng):
+            replay = call_rngs if rng is not None else None
+            for _ in range(inner):
+                with _autocast(optimizer, device):
+                    grads = self._first_block_ascent_grads(plain, block, inputs, perturbation, deltas, p_grads, replay)
+                deltas = self._ascend(deltas, grads, masks, float(self.cfg.adv_lr) / inner)
+            return deltas
+
+        return self._accumulating_passes(sample, model, criterion, optimizer, ignore_grad, deltas, ascend, capture)
+
+    def _first_block_ascent_grads(self, plain, block, inputs, perturbation, deltas, p_grads, call_rngs):
+        """d/d delta of sum_c <p_c, f0(X_c + delta_c)>, running the model only up to its first block.
+
+        ``call_rngs[c]`` (None with ``--adv-resample-dropout``) replays the
+        dropout masks candidate c had in the full pass.
+        """
         leaves = _leaves(deltas)
         objective = 0.0
         for c, net_input in enumerate(inputs):
             if p_grads[c] is None:
                 continue
-            if rng is not None:
-                rng.restore()
+            if call_rngs is not None:
+                call_rngs[c].restore()
             outputs: List[Tensor] = []
             handle = block.register_forward_hook(_stop_after(outputs))
             perturbation.set([leaves[c]])
@@ -546,6 +570,18 @@ def _capture_output_grad(store: List[Optional[Tensor]]):
                 store[index] = grad.detach()
 
             x.register_hook(save)
+
+    return hook
+
+
+def _capture_call_rng(store: List[Optional[RNGSnapshot]], device: torch.device):
+    """Forward pre-hook on the token embedding recording the RNG state at each model call of a pass."""
+    counter = [0]
+
+    def hook(module, inputs):
+        if counter[0] < len(store):
+            store[counter[0]] = RNGSnapshot(device)
+        counter[0] += 1
 
     return hook
 

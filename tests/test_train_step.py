@@ -181,3 +181,37 @@ def test_unknown_norm_type_is_refused_by_the_parser(sp_data, capsys):
     with pytest.raises(SystemExit):
         build(sp_data(), ["--adv-norm-type", "l1"])
     assert "--adv-norm-type" in capsys.readouterr().err
+
+
+class TwoCallCriterion:
+    """A criterion whose example is two model calls (like a 2-choice question), to test per-call replay."""
+
+    def __init__(self, inner):
+        self.inner, self.adversary = inner, inner.adversary
+
+    def adversarial_inputs(self, sample):
+        return [sample["net_input"], sample["net_input"]]
+
+    def __call__(self, model, sample):
+        a = self.inner(model, sample)
+        b = self.inner(model, sample)
+        return a[0] + b[0], a[1], a[2]
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_yopo_inner_steps_replay_each_calls_dropout_masks(sp_data, calls):
+    """f0 in YOPO's first inner step (at the pass's own delta) equals f0 of the full pass, dropout on."""
+    setup = build(sp_data(), ["--adv-method", "yopo", "--adv-steps", "2", "--yopo-inner-steps", "1",
+                              "--adv-lr", "0.1", "--adv-init-mag", "0.1"], dropout=True)
+    criterion = setup.criterion if calls == 1 else TwoCallCriterion(setup.criterion)
+    block = setup.model.encoder.sentence_encoder.layers[0]
+    outputs = []
+    block.register_forward_hook(lambda m, i, o: outputs.append((o[0] if isinstance(o, tuple) else o).detach().clone()))
+    setup.optimizer.zero_grad()
+    setup.task.train_step(setup.batch(8), setup.model, criterion, setup.optimizer, 0)
+    # full pass 0: `calls` f0 outputs; then the inner step: `calls` f0 outputs; then full pass 1.
+    assert len(outputs) == 3 * calls
+    for c in range(calls):
+        assert torch.equal(outputs[calls + c], outputs[c])
+    if calls == 2:
+        assert not torch.equal(outputs[0], outputs[1]), "the two calls draw different masks"
