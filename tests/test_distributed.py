@@ -144,3 +144,79 @@ def test_each_workers_delta_is_its_own_examples_delta(results, name):
 def test_legacy_ddp_runs_through_the_proxy(results):
     rank0, _ = _ok(results, "freelb_k3_legacy_ddp")
     assert rank0["ddp_no_sync"]
+
+
+# --------------------------------------------------------------------------- the real fairseq-train path
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_logs(text: str):
+    return [line for line in text.splitlines() if "| train_inner |" in line]
+
+
+def test_fairseq_train_two_cpu_workers_legacy_ddp_equals_one_worker_update_freq_2(tmp_path):
+    """``fairseq-train`` itself, 2 CPU processes: ``--ddp-backend legacy_ddp`` over gloo with a tcp init.
+
+    fairseq shards batch b_{2i+r} of the epoch to worker r, so each 2-worker
+    update sees the same two batches as one worker with ``--update-freq 2``;
+    with dropout off and delta_0 = 0 the trained weights must agree.
+    """
+    import subprocess
+
+    from utils import fairseq_train_cmd, run
+
+    data_bin = make_sentence_prediction_data(tmp_path, n_train=64, n_valid=8)
+    common = [
+        "--max-update", "3", "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0",
+        "--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0",
+        "--no-save-optimizer-state", "--disable-validation",
+    ]
+    port = _free_port()
+    workers_ = []
+    for rank in range(WORLD_SIZE):
+        cmd = fairseq_train_cmd(data_bin, tmp_path / f"two_workers_rank{rank}", common + [
+            "--distributed-world-size", str(WORLD_SIZE), "--distributed-rank", str(rank),
+            "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
+            "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
+        ])
+        workers_.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for rank, proc in enumerate(workers_):
+        try:
+            out, _ = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        assert proc.returncode == 0, f"rank {rank} failed:\n{out[-3000:]}"
+        outputs.append(out)
+    single = run(fairseq_train_cmd(data_bin, tmp_path / "one_worker", common + ["--update-freq", "2"]))
+
+    two_logs, one_logs = _train_logs(outputs[0]), _train_logs(single.stdout + single.stderr)
+    assert len(two_logs) == len(one_logs) == 3
+    assert all("bsz=32" in line for line in two_logs + one_logs)  # 2 x 16 sentences per update in both
+    # The logged training figures (rank 0 logs the sums over both workers) agree update by update ...
+    for key in ("loss", "adv_loss_last", "adv_delta_norm", "gnorm"):
+        two_values, one_values = _logged(two_logs, key), _logged(one_logs, key)
+        assert two_values == pytest.approx(one_values, rel=1e-3), key
+    assert len(set(_logged(one_logs, "loss"))) > 1  # ... and training moved
+
+    # ... and so do the trained weights.
+    from fairseq_freelb.checkpoint import load_checkpoint
+
+    two = load_checkpoint(tmp_path / "two_workers_rank0" / "checkpoint_last.pt")["model"]
+    one = load_checkpoint(tmp_path / "one_worker" / "checkpoint_last.pt")["model"]
+    assert two.keys() == one.keys()
+    for name, value in one.items():
+        torch.testing.assert_close(two[name].float(), value.float(), rtol=RTOL, atol=1e-6, msg=name)
+
+
+def _logged(lines, key):
+    import re
+
+    return [float(re.search(rf"\b{key}=([-0-9.e]+)", line).group(1)) for line in lines]
