@@ -389,7 +389,7 @@ class Adversary:
         steps = int(self.cfg.adv_steps)
         embed = token_embedding_module(model)
         rng = self._rng(model)
-        losses = []
+        losses, first_log = [], None
         with EmbeddingPerturbation(embed) as perturbation:
             for t in range(steps):
                 last = t == steps - 1
@@ -402,7 +402,8 @@ class Adversary:
                         loss = loss * 0
                     optimizer.backward(loss / steps)
                 losses.append(loss.detach())
-                first_log = log if t == 0 else first_log
+                if t == 0:
+                    first_log = log
                 if not last:
                     deltas = ascend(deltas, leaves, perturbation, rng)
         return sum(losses) / steps, sample_size, self._log(first_log, losses, deltas)
@@ -429,12 +430,11 @@ class Adversary:
                     rng.restore()
                 leaves = _leaves(deltas)
                 with _sync_context(model, sync=False):
-                    loss, _, log = self._forward(model, criterion, sample, optimizer, perturbation, leaves)
+                    loss, _, _ = self._forward(model, criterion, sample, optimizer, perturbation, leaves)
                     if ignore_grad:
                         loss = loss * 0
                     grads = torch.autograd.grad(loss * scale, leaves, allow_unused=True)
                 losses.append(loss.detach())
-                first_log = log if t == 0 else first_log
                 deltas = self._ascend(deltas, list(grads), masks, float(self.cfg.adv_lr))
             if rng is not None:
                 rng.restore()

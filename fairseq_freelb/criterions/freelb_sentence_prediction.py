@@ -20,7 +20,6 @@ so it does not depend on how a fairseq version builds its own
 ``(cfg, task)`` in the 3.11 fork).
 """
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -30,7 +29,7 @@ from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
 from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics
+from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.glue import metrics as glue_metrics
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
@@ -160,13 +159,7 @@ class FreeLBSentencePredictionCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
-        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        if logging_outputs and "ncorrect" in logging_outputs[0]:
-            ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
-            metrics.log_scalar("accuracy", 100.0 * ncorrect / max(nsentences, 1), nsentences, round=1)
+        reduce_loss_and_accuracy(logging_outputs)
         reduce_glue_metrics(logging_outputs)
         reduce_adversarial_metrics(logging_outputs)
 

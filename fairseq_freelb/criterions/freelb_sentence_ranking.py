@@ -15,19 +15,17 @@ of its candidates' embeddings (appendix A.1 of Zhu et al. 2020). Missing
 choices are excluded from that group (:meth:`adversarial_masks`).
 """
 
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.logging import metrics
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
 from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics
+from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
@@ -124,13 +122,7 @@ class FreeLBSentenceRankingCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        loss_sum = sum(log.get("loss", 0) for log in logging_outputs)
-        nsentences = sum(log.get("nsentences", 0) for log in logging_outputs)
-        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
-        metrics.log_scalar("loss", loss_sum / max(sample_size, 1) / math.log(2), sample_size, round=3)
-        if logging_outputs and "ncorrect" in logging_outputs[0]:
-            ncorrect = sum(log.get("ncorrect", 0) for log in logging_outputs)
-            metrics.log_scalar("accuracy", 100.0 * ncorrect / max(nsentences, 1), nsentences, round=1)
+        reduce_loss_and_accuracy(logging_outputs)
         reduce_adversarial_metrics(logging_outputs)
 
     @staticmethod
