@@ -636,7 +636,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="hydra")  # fairseq's cfg conversion: hydra 1.1 deprecations
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+                        stream=sys.stdout, force=True)  # fairseq configures the root logger at import
     logging.getLogger("fairseq").setLevel(logging.WARNING)
     try:
         meta = convert_folder(args.hf_dir, args.out_dir, args.tolerance, check=not args.no_verify)

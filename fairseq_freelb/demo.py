@@ -340,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_common_args(parser)
     parser.add_argument("--seed", type=int, default=1, help="seed of the split, the sample and training")
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+    logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout, force=True)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
