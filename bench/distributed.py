@@ -42,6 +42,8 @@ class AllReduceCounter:
 
 
 def _worker(rank: int, world_size: int, opts: dict, store: str, out: str) -> None:
+    import time
+
     from fairseq.distributed import ModuleProxyWrapper
     from torch.nn.parallel import DistributedDataParallel
 
@@ -66,7 +68,6 @@ def _worker(rank: int, world_size: int, opts: dict, store: str, out: str) -> Non
         times: Dict[str, List[float]] = {m.name: [] for m in methods}
         rounds: Dict[str, List[float]] = {m.name: [] for m in methods}
         calls: Dict[str, List[int]] = {m.name: [] for m in methods}
-        import time
 
         for r in range(opts["warmup"] + opts["repeats"]):
             order = methods[1:][r % (len(methods) - 1):] + methods[1:][: r % (len(methods) - 1)]

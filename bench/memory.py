@@ -84,8 +84,18 @@ def rss_growth(fn: Callable[[], None]) -> Optional[int]:
     return max(0, peak - start) * 1024
 
 
-def peak_memory(fn: Callable[[], None], device: torch.device) -> dict:
-    """Run ``fn`` (one update) and return its peak memory figures in bytes."""
+def peak_memory(fn: Callable[[], None], device: torch.device, prepare: Optional[Callable[[], None]] = None) -> dict:
+    """Run ``fn`` (one update) and return its peak memory figures in bytes.
+
+    ``prepare`` runs before each measurement starts; the benchmark passes the
+    optimizer's ``zero_grad``, so the previous update's gradients are freed
+    outside the measured window. (The profiler reports the free of a block it
+    saw allocated in an earlier profiling session but not of one allocated
+    while it was off, so leaving them to the update's own ``zero_grad`` would
+    make the figure depend on what ran before.)
+    """
+    prepare = prepare or (lambda: None)
+    prepare()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         start = torch.cuda.memory_allocated(device)
@@ -95,5 +105,6 @@ def peak_memory(fn: Callable[[], None], device: torch.device) -> dict:
         return {"peak_tensor_bytes": torch.cuda.max_memory_allocated(device) - start, "start_bytes": start}
     out = {"peak_tensor_bytes": _profiled_peak(fn, device)}
     if os.path.exists("/proc/self/clear_refs"):
+        prepare()
         out["peak_rss_growth_bytes"] = rss_growth(fn)
     return out

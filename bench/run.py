@@ -77,7 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clock", choices=["cpu", "wall"], default=None,
                    help="what the single-process times measure: process CPU time (default on cpu: robust to "
                    "other processes sharing the cores) or wall time (default, and forced, on cuda)")
-    p.add_argument("--world-size", type=int, default=2, help="processes of the gloo run (0 skips it)")
+    p.add_argument("--world-size", type=int, default=2,
+                   help="processes of the CPU gloo run (0 skips it; it uses the small model with --model-size roberta_base)")
     p.add_argument("--dist-repeats", type=int, default=5, help="measured rounds of the gloo run")
     p.add_argument("--out", default=os.path.join("bench", "results"), help="output folder")
     args = p.parse_args(argv)
@@ -123,18 +124,20 @@ def plan(args) -> Dict[int, List[harness.Method]]:
     return groups
 
 
-def _timed(setup, method, sample, counter, clock: str) -> float:
-    """Seconds of one measurement unit on ``clock``: wall time, or this process's CPU time.
+def _timed(setup, method, sample, counter, clock: str):
+    """(seconds on ``clock``, wall seconds) of one measurement unit.
 
-    On a shared CPU the process CPU time (``time.process_time``, all threads)
-    leaves out the time other processes held the cores, which wall time
-    cannot; with one torch thread it is the compute the update needs.
+    ``clock`` is wall time, or this process's CPU time: on a shared CPU the
+    process CPU time (``time.process_time``, all threads) leaves out the time
+    other processes held the cores, which wall time cannot; with one torch
+    thread it is the compute the update needs.
     """
     harness.synchronize(setup.device)
     wall, cpu = time.perf_counter(), time.process_time()
     harness.run_method(setup, method, sample, counter)
     harness.synchronize(setup.device)
-    return time.process_time() - cpu if clock == "cpu" else time.perf_counter() - wall
+    wall = time.perf_counter() - wall
+    return (time.process_time() - cpu if clock == "cpu" else wall), wall
 
 
 def measure_precision(args, precision: str) -> List[dict]:
@@ -148,6 +151,7 @@ def measure_precision(args, precision: str) -> List[dict]:
     }
     counter = harness.UpdateCounter()
     times = {(s, m.name): [] for s, ms in groups.items() for m in [harness.VANILLA] + ms}
+    walls = {key: [] for key in times}
     ratios = {(s, m.name): [] for s, ms in groups.items() for m in ms}
 
     total_rounds = args.warmup + args.repeats
@@ -162,10 +166,12 @@ def measure_precision(args, precision: str) -> List[dict]:
             after = _timed(setup, harness.VANILLA, sample, counter, args.clock)
             if r < args.warmup:
                 continue
-            vanilla = (before + after) / 2
-            times[(seq_len, "none")] += [before, after]
-            for m, t in measured:
+            vanilla = (before[0] + after[0]) / 2
+            times[(seq_len, "none")] += [before[0], after[0]]
+            walls[(seq_len, "none")] += [before[1], after[1]]
+            for m, (t, wall) in measured:
                 times[(seq_len, m.name)].append(t)
+                walls[(seq_len, m.name)].append(wall)
                 ratios[(seq_len, m.name)].append(t / (m.passes * vanilla))
         _log(f"{precision}: round {r + 1}/{total_rounds} ({'warm-up' if r < args.warmup else 'measured'}) "
              f"in {time.perf_counter() - round_start:.1f}s")
@@ -175,7 +181,8 @@ def measure_precision(args, precision: str) -> List[dict]:
     for seq_len, methods in groups.items():
         for m in [harness.VANILLA] + methods:
             memory[(seq_len, m.name)] = peak_memory(
-                lambda: harness.run_method(setup, m, samples[seq_len], counter), setup.device
+                lambda: harness.run_method(setup, m, samples[seq_len], counter), setup.device,
+                prepare=setup.optimizer.zero_grad,
             )
     # What lives across updates: counted from the tensors on CPU; on CUDA, what was allocated before vanilla's update.
     persistent = harness.persistent_bytes(setup)
@@ -201,6 +208,8 @@ def measure_precision(args, precision: str) -> List[dict]:
                     "unit": unit,
                     "floor_vanilla_updates": m.passes / divide,
                     "time_s": t / divide,
+                    "clock": args.clock,
+                    "wall_time_s": statistics.median(walls[(seq_len, m.name)]) / divide,
                     "sentences_per_s": args.batch_size / (t / divide),
                     "time_over_floor": ratio,
                     "time_over_vanilla": t / divide / vanilla_time,
@@ -225,7 +234,7 @@ def machine_info(args) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
-        "command": "python -m bench.run " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m bench.run"] + sys.argv[1:]),
     }
     try:
         with open("/proc/cpuinfo") as f:
@@ -298,15 +307,15 @@ def markdown(result: dict, args) -> str:
         f"{_mib(result['rows'][0]['persistent_bytes'])} MiB here); total peak = that plus the persistent state. "
         "`none --update-freq K` is plain fairseq gradient accumulation over K micro-batches, for reference.",
         "",
-        "| precision | T | method | floor | ms / unit | sentences/s | time / floor | time / vanilla "
+        "| precision | T | method | floor | ms / unit | wall ms / unit | sentences/s | time / floor | time / vanilla "
         "| update peak MiB | update peak / vanilla | total peak / vanilla | RSS growth / vanilla |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         rss = f"{r['peak_rss_growth_over_vanilla']:.2f}" if "peak_rss_growth_over_vanilla" in r else "-"
         lines.append(
             f"| {r['precision']} | {r['seq_len']} | {r['method']} | {r['floor_vanilla_updates']:g} | "
-            f"{r['time_s'] * 1e3:.1f} | {r['sentences_per_s']:.1f} | {r['time_over_floor']:.3f} | "
+            f"{r['time_s'] * 1e3:.1f} | {r['wall_time_s'] * 1e3:.1f} | {r['sentences_per_s']:.1f} | {r['time_over_floor']:.3f} | "
             f"{r['time_over_vanilla']:.2f} | {_mib(r['peak_tensor_bytes'])} | {r['update_peak_over_vanilla']:.3f} | "
             f"{r['peak_memory_over_vanilla']:.3f} | {rss} |"
         )
@@ -315,12 +324,14 @@ def markdown(result: dict, args) -> str:
             "",
             f"## {args.world_size} processes, gloo, 1 thread each (T={args.seq_len}, batch {args.batch_size} per worker)",
             "",
-            "| method | ms / update | time / vanilla (same world size) | all-reduce rounds / update | DDP bucket calls / update |",
-            "|---|---|---|---|---|",
+            "| method | ms / update | time / vanilla (same world size) | time / floor | all-reduce rounds / update "
+            "| DDP bucket calls / update |",
+            "|---|---|---|---|---|---|",
         ]
         for name, d in result["distributed"].items():
             lines.append(
                 f"| {name} | {d['time_per_update_s'] * 1e3:.1f} | {d['time_ratio_vs_vanilla']:.2f} | "
+                f"{d['time_ratio_vs_vanilla'] / d['passes_per_update']:.2f} | "
                 f"{', '.join(f'{x:g}' for x in d['allreduce_rounds_per_update'])} | "
                 f"{', '.join(f'{x:g}' for x in d['allreduce_bucket_calls_per_update'])} |"
             )
@@ -339,6 +350,7 @@ def plot(result: dict, args, path: str) -> None:
 
     rows = [r for r in result["rows"] if r["precision"] == result["rows"][0]["precision"] and r["unit"] != "replay"]
     families = ["freelb", "pgd", "freeat", "yopo"]
+    colours = {"none": "black", "freelb": "tab:blue", "pgd": "tab:orange", "freeat": "tab:green", "yopo": "tab:red"}
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     at_seq = [r for r in rows if r["seq_len"] == args.seq_len]
@@ -348,20 +360,21 @@ def plot(result: dict, args, path: str) -> None:
         if not pts:
             continue
         ks = [p[0] for p in pts]
-        axes[0].plot(ks, [p[1] for p in pts], marker="o", label=family)
-        axes[1].plot(ks, [p[2] for p in pts], marker="o", label=family)
+        axes[0].plot(ks, [p[1] for p in pts], marker="o", label=family, color=colours[family])
+        axes[1].plot(ks, [p[2] for p in pts], marker="o", label=family, color=colours[family])
     ks = sorted({r["k"] for r in at_seq if r["family"] != "none"})
-    axes[0].plot(ks, [k * vanilla * 1e3 for k in ks], "k--", label="K x vanilla")
-    axes[0].set(xlabel="K", ylabel="ms per update (FreeAT: per minibatch)", title=f"time per update, T={args.seq_len}")
+    axes[0].plot(ks, [k * vanilla * 1e3 for k in ks], ":", color="gray", label="K x vanilla")
+    clock = "CPU" if args.clock == "cpu" else "wall"
+    axes[0].set(xlabel="K", ylabel=f"{clock} ms per update (FreeAT: per minibatch)", title=f"time per update, T={args.seq_len}")
     axes[1].axhline(1.0, color="k", linestyle="--")
     axes[1].axhline(TARGETS["freelb_time_over_floor"], color="r", linestyle=":", label="target 1.03")
     axes[1].set(xlabel="K", ylabel="time / floor", title="time over pass-count floor")
     at_k = [r for r in rows if r["k"] == args.k or r["family"] == "none"]
     for family in ["none"] + families:
         pts = sorted((r["seq_len"], r["time_s"] * 1e3) for r in at_k if r["family"] == family)
-        axes[2].plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+        axes[2].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=colours[family],
                      label=family if family == "none" else f"{family} (K={args.k})")
-    axes[2].set(xlabel="sequence length", ylabel="ms per update", title="time per update vs sequence length")
+    axes[2].set(xlabel="sequence length", ylabel=f"{clock} ms per update", title="time per update vs sequence length")
     for ax in axes:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -397,8 +410,10 @@ def main(argv=None) -> dict:
         from bench.distributed import run_distributed
 
         _log(f"{args.world_size}-process gloo run")
+        # The gloo run is a CPU measurement: roberta_base dimensions would take hours there.
+        dist_size = args.model_size if args.model_size in ("tiny", "small") else "small"
         dist_result = run_distributed(
-            args.model_size,
+            dist_size,
             args.seq_len, args.batch_size, args.k, args.yopo_inner_steps,
             warmup=args.warmup, repeats=args.dist_repeats, world_size=args.world_size,
         )
