@@ -66,3 +66,19 @@ def test_demo_end_to_end_tiny(tmp_path_factory, tmp_path):
     freelb_log = (workdir / "logs" / "freelb-s1.log").read_text()
     vanilla_log = (workdir / "logs" / "vanilla-s1.log").read_text()
     assert "adv_delta_norm" in freelb_log and "adv_delta_norm" not in vanilla_log
+
+
+def test_experiment_table_and_plot(tmp_path):
+    from fairseq_freelb import experiment
+
+    runs = [demo.RunResult("vanilla", s, acc, 100, 0.5, 60.0) for s, acc in ((1, 70.0), (2, 74.0), (3, 71.0))]
+    runs += [demo.RunResult("freelb", s, acc, 100, 1.1, 120.0) for s, acc in ((1, 72.0), (2, 69.0), (3, 75.0))]
+    summary = experiment.summarise(runs)
+    assert summary["vanilla"]["median"] == 71.0 and summary["freelb"]["median"] == 72.0
+    # sample standard deviation over seeds
+    mean = sum((70.0, 74.0, 71.0)) / 3
+    assert abs(summary["vanilla"]["std"] - (sum((a - mean) ** 2 for a in (70.0, 74.0, 71.0)) / 2) ** 0.5) < 1e-9
+    table = experiment.markdown_table(summary)
+    assert "| vanilla | 71.0 | 2.08 | 70.0, 74.0, 71.0 | 0.50 | 100 |" in table
+    experiment.plot(summary, tmp_path / "accuracy.png", "test")
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
