@@ -38,7 +38,6 @@ final hidden states differ by more than ``--tolerance`` (1e-4).
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import warnings

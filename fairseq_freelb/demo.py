@@ -281,7 +281,7 @@ def run_training(name: str, cmd: Sequence[str], seed: int, log_path: Path) -> Ru
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("OMP_NUM_THREADS", str(max(1, min(2, os.cpu_count() or 1))))
     start = time.time()
-    last_valid, last_train, last_log = None, None, None
+    last_valid, last_train = None, None
     total = None
     if "--max-update" in cmd:
         total = int(cmd[list(cmd).index("--max-update") + 1])
@@ -295,7 +295,6 @@ def run_training(name: str, cmd: Sequence[str], seed: int, log_path: Path) -> Ru
             if payload is None:
                 continue
             if "| train_inner |" in line:
-                last_log = payload
                 print(f"  [{name} seed {seed}] update {payload.get('num_updates')}/{total} "
                       f"loss {payload.get('loss')} ({time.time() - start:.0f}s)", flush=True)
             elif "| valid |" in line:

@@ -51,7 +51,6 @@ from fairseq_freelb.train_step import (
     EmbeddingPerturbation,
     example_inputs,
     token_embedding_module,
-    unwrap_model,
 )
 
 logger = logging.getLogger("fairseq_freelb.robustness")

@@ -107,7 +107,7 @@ def make_race(root: Path, articles_per_level=3, seed=3) -> Path:
                 for q in range(3):
                     word = words[q]
                     choices, key = _choices(rng, word, 4, list("ABCD"))
-                    stem = f"The writer says the _ is next to something." if q == 1 else f"What is near the {word}?"
+                    stem = "The writer says the _ is next to something." if q == 1 else f"What is near the {word}?"
                     questions.append(stem)
                     options.append([c["text"] for c in choices])
                     answers.append(key)

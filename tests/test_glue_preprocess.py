@@ -1,7 +1,6 @@
 """GLUE preprocessing on fixtures in the standard download's layouts (tests/glue_fixtures.py)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mc_fixtures
-from utils import BIN, run
+from utils import BIN
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable

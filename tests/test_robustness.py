@@ -8,9 +8,7 @@ with fairseq-train and run the command end to end.
 
 import csv
 import math
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 

@@ -11,7 +11,7 @@
 #   ARCH           roberta_large (default) or roberta_base
 #   DATA_BIN       binarized task data (default: ${GLUE_BIN:-glue-bin}/<TASK>-bin)
 #   ADV_METHOD     freelb (default), pgd, freeat, yopo or none
-#   ADV_STEPS      passes per minibatch (default: Table 7's m ascent steps + 1, see docs/glue.md)
+#   ADV_STEPS      passes per minibatch (default: Table 7's m ascent steps + 1, see README.md, section GLUE)
 #   ADV_LR, ADV_MAX_NORM, ADV_INIT_MAG, ADV_NORM_TYPE   Table 7's alpha, epsilon; init magnitude 0; l2
 #   SEED (1), NUM_GPUS (1), FP16 (1 = on), UPDATE_FREQ (1), LR, BSZ, TOTAL_UPDATES, WARMUP_UPDATES, MAX_EPOCH (10)
 #   SAVE_DIR       (default: checkpoints/<TASK>/<ADV_METHOD>-seed<SEED>)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# STS-B: fairseq's RoBERTa GLUE hyperparameters and the FreeLB paper's Table 7 (docs/glue.md).
+# STS-B: fairseq's RoBERTa GLUE hyperparameters and the FreeLB paper's Table 7 (README.md, section GLUE).
 # Environment variables and arguments: see common.sh. Example:
 #   ROBERTA_PATH=roberta.large/model.pt ADV_METHOD=freelb SEED=1 examples/roberta_glue/stsb.sh
 set -euo pipefail
