@@ -246,7 +246,9 @@ class ReplayEpochBatchIterator:
         return self._itr
 
     def end_of_epoch(self) -> bool:
-        return self._itr is None and self.inner.end_of_epoch() or (self._itr is not None and not self._itr.has_next())
+        if self._itr is None:
+            return self.inner.end_of_epoch()
+        return not self._itr.has_next()
 
     @property
     def iterations_in_epoch(self) -> int:
