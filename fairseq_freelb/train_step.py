@@ -330,7 +330,6 @@ class Adversary:
     def _device(self, model) -> torch.device:
         return next(unwrap_model(model).parameters()).device
 
-
     def _init(self, embed, masks) -> List[Tensor]:
         """delta_0: fp32, zero on pads."""
         return init_delta(masks, embed.embedding_dim, float(self.cfg.adv_init_mag), self.norm_type)
@@ -385,8 +384,10 @@ class Adversary:
         Every pass replays the first pass's dropout masks (unless
         ``--adv-resample-dropout``); all but the last run inside DDP's
         ``no_sync`` so the update all-reduces once. Between passes,
-        ``ascend(deltas, leaves)`` returns the next delta; ``during_pass()``, if
-        given, is a context entered around each pass's forward and backward.
+        ``ascend(deltas, leaves, perturbation, rng)`` returns the next delta
+        (``leaves[i].grad`` holds the pass's gradient for ``deltas[i]``);
+        ``during_pass()``, if given, is a context entered around each pass's
+        forward and backward.
         """
         steps = int(self.cfg.adv_steps)
         embed = token_embedding_module(model)
