@@ -28,6 +28,6 @@ setup(
         "test": ["pytest", "transformers>=4.30", "safetensors"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": ["fairseq-freelb-hydra-train = fairseq_freelb.hydra_train:cli_main"],
     },
 )

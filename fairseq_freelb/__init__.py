@@ -16,6 +16,30 @@ __version__ = "0.1.0"
 _checkpoint.allow_fairseq_checkpoints()
 
 
+def _list_fairseqs_spelling_of_this_folder() -> None:
+    """Let ``--user-dir fairseq_freelb`` accept the package when it is already imported.
+
+    fairseq resolves a relative ``--user-dir`` that does not exist in the
+    working directory to ``<fairseq>/../fairseq_freelb`` (not normalised), and
+    refuses an already-imported package whose ``__path__`` lacks that exact
+    string ("not globally unique"). That happens whenever the plugin is
+    imported before fairseq's own ``import_user_module`` runs, e.g. in
+    ``fairseq-freelb-hydra-train`` or a script that imports it and then calls
+    fairseq's ``cli_main``. Listing fairseq's spelling of this same folder
+    makes fairseq log "already imported" instead.
+    """
+    import os
+
+    import fairseq
+
+    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", __name__)
+    if spelling not in __path__ and os.path.isdir(spelling) and os.path.samefile(spelling, __path__[0]):
+        __path__.append(spelling)
+
+
+_list_fairseqs_spelling_of_this_folder()
+
+
 def _one_line_errors(previous_hook):
     """Print a bad ``--adv-*`` flag, or a checkpoint refused by ``weights_only``, as one line.
 

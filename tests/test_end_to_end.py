@@ -130,3 +130,35 @@ def test_resume_from_checkpoint_last_continues_exactly(tmp_path, sp_data, method
     _, resumed = train(tmp_path, sp_data(), common + ["--max-update", "7"], name="part")
     assert train_log_value(resumed.stdout, "num_updates") == 7
     _assert_same_model(full_dir / "checkpoint_last.pt", part_dir / "checkpoint_last.pt")
+
+
+HYDRA_CONFIG = """\
+# @package _group_
+common: {{user_dir: fairseq_freelb, cpu: true, log_format: simple, log_interval: 1, seed: 1}}
+task: {{_name: sentence_prediction, data: {data}, num_classes: 2, init_token: 0, separator_token: 2, max_positions: 64}}
+checkpoint: {{no_epoch_checkpoints: true, save_dir: {save_dir}}}
+dataset: {{batch_size: 16, num_workers: 0}}
+optimization: {{max_epoch: 1, lr: [0.001]}}
+model: {{_name: roberta_base, encoder_layers: 2, encoder_embed_dim: 32, encoder_ffn_embed_dim: 64,
+         encoder_attention_heads: 2, max_positions: 64}}
+criterion: {{_name: freelb_sentence_prediction, adv_steps: 2, adv_lr: 0.1}}
+optimizer: {{_name: adam}}
+lr_scheduler: {{_name: fixed}}
+"""
+
+
+def test_hydra_config_and_overrides(tmp_path, sp_data):
+    """The --adv-* fields are hydra config fields: set in YAML and overridden on the command line."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    save_dir = tmp_path / "ck"
+    (conf / "freelb.yaml").write_text(HYDRA_CONFIG.format(data=sp_data() / "data-bin", save_dir=save_dir))
+    proc = run([str(BIN / "fairseq-freelb-hydra-train"), "--config-dir", str(conf), "--config-name", "freelb",
+                "+criterion.adv_method=pgd", "+criterion.adv_max_norm=0.05"], cwd=tmp_path)
+    log = proc.stdout + proc.stderr
+    assert (save_dir / "checkpoint_last.pt").exists()
+    cfg = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=False)["cfg"]
+    assert cfg["criterion"]["adv_method"] == "pgd" and cfg["criterion"]["adv_steps"] == 2
+    assert cfg["criterion"]["adv_max_norm"] == 0.05
+    norms = [float(line.split("adv_delta_norm ")[1].split()[0]) for line in log.splitlines() if "[train][INFO]" in line]
+    assert norms and 0 < norms[-1] <= 0.05 + 1e-6

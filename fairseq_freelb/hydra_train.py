@@ -1,0 +1,20 @@
+"""``fairseq-freelb-hydra-train``: fairseq's hydra entry point with the plugin registered first.
+
+``fairseq-hydra-train`` fills each config group's defaults from fairseq's
+registries *before* it imports ``common.user_dir``, so a plugin criterion's
+fields (``criterion.adv_steps``, ...) are unknown at that point and the
+config fails to compose. Importing the plugin first registers them; the rest
+is fairseq's own ``fairseq_cli.hydra_train``, unchanged.
+"""
+
+import fairseq_freelb  # noqa: F401  (registers criteria, tasks and models before hydra composes the config)
+
+
+def cli_main() -> None:
+    from fairseq_cli.hydra_train import cli_main as fairseq_hydra_main
+
+    fairseq_hydra_main()
+
+
+if __name__ == "__main__":
+    cli_main()
