@@ -215,3 +215,23 @@ def test_yopo_inner_steps_replay_each_calls_dropout_masks(sp_data, calls):
         assert torch.equal(outputs[calls + c], outputs[c])
     if calls == 2:
         assert not torch.equal(outputs[0], outputs[1]), "the two calls draw different masks"
+
+
+@pytest.mark.parametrize("method", ["freelb", "pgd", "freeat", "yopo", "none"])
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("resample", [False, True])
+@pytest.mark.parametrize("max_norm", ["0", "0.05"])
+def test_every_flag_combination_takes_finite_steps(sp_data, method, norm, resample, max_norm):
+    """The official fork crashed on some flag combinations; every combination here takes two finite steps."""
+    flags = ["--adv-method", method, "--adv-norm-type", norm, "--adv-max-norm", max_norm, "--adv-steps", "2",
+             "--adv-lr", "0.05", "--adv-init-mag", "0.05", "--yopo-inner-steps", "2"]
+    setup = build(sp_data(), flags + (["--adv-resample-dropout"] if resample else []), dropout=True)
+    for update in range(2):
+        loss, sample_size, log = setup.train_step(setup.batch(8, start=8 * update), update_num=update)
+        setup.optimizer.step()
+        assert torch.isfinite(loss) and sample_size == 8
+        if method != "none":
+            assert torch.isfinite(log["adv_delta_norm"])
+            if max_norm != "0" and norm == "l2":
+                assert log["adv_delta_norm"] <= 8 * 0.05 + 1e-5
+    assert all(torch.isfinite(p).all() for p in setup.model.parameters())
