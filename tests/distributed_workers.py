@@ -23,18 +23,13 @@ from typing import Dict, List
 import torch
 import torch.distributed as dist
 
+from harness import NO_DROPOUT
+from utils import TINY_ROBERTA
+
 # The tiny RoBERTa of tests/utils.py with every dropout off, so that the
 # 2-process run and the single-process run on the concatenated batch compute
 # the same function.
-MODEL_ARGS = [
-    "--arch", "roberta_base",
-    "--encoder-layers", "2",
-    "--encoder-embed-dim", "32",
-    "--encoder-ffn-embed-dim", "64",
-    "--encoder-attention-heads", "2",
-    "--max-positions", "64",
-    "--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0", "--pooler-dropout", "0",
-]
+MODEL_ARGS = [*TINY_ROBERTA, *NO_DROPOUT]
 
 # Examples per worker per micro-batch.
 BATCH = 4

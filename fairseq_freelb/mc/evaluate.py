@@ -8,20 +8,15 @@
 import argparse
 import json
 import logging
-import os
 import sys
 
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError
+from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="--task multiple_choice data directory")
-    parser.add_argument("--split", default="valid", help="labelled split to score (default: valid)")
-    parser.add_argument("--path", required=True, help="checkpoint(s), separated by ':' for an ensemble")
-    parser.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
-    parser.add_argument("--model-overrides", default=None, help="python dict of task/model overrides, as fairseq's")
+    add_ensemble_args(parser, "valid", "labelled split to score (default: valid)")
     parser.add_argument("--results-json", default=None, help="also write the accuracies to this JSON file")
     return parser
 
@@ -29,13 +24,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
     from fairseq_freelb.mc.metrics import accuracy_by_group, predicted_labels
 
-    paths = args.path.split(os.pathsep)
-    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
-    probabilities = choice_probabilities(models, task, args.split, args.batch_size)
-    questions = task.questions[args.split]
+    paths, questions, probabilities = split_probabilities(args)
     results = accuracy_by_group(questions, predicted_labels(questions, probabilities))
     for group, r in results.items():
         name = "merged" if group == "all" else group

@@ -11,6 +11,24 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def add_ensemble_args(parser, default_split: str, split_help: str) -> None:
+    """The flags shared by ``mc.evaluate`` and ``mc.predict``: data, split, checkpoints, batching."""
+    parser.add_argument("--data", required=True, help="--task multiple_choice data directory")
+    parser.add_argument("--split", default=default_split, help=split_help)
+    parser.add_argument("--path", required=True, help="checkpoint(s), separated by ':' for an ensemble")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
+    parser.add_argument("--model-overrides", default=None, help="python dict of task/model overrides, as fairseq's")
+
+
+def split_probabilities(args):
+    """Load the ensemble of ``--path`` and score ``--split``: (checkpoint paths, questions, probabilities)."""
+    paths = args.path.split(os.pathsep)
+    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
+    probabilities = choice_probabilities(models, task, args.split, args.batch_size)
+    return paths, task.questions[args.split], probabilities
+
+
 def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
     """fairseq models and the ``multiple_choice`` task of the first checkpoint, reading ``data``."""
     import fairseq_freelb  # noqa: F401  (registers the task; allow-lists checkpoint types)

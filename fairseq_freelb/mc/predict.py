@@ -12,34 +12,25 @@ succeeds.
 
 import argparse
 import logging
-import os
 import sys
 
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError
+from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="--task multiple_choice data directory")
-    parser.add_argument("--split", default="test", help="split to predict (default: test)")
-    parser.add_argument("--path", required=True, help="checkpoint(s), separated by ':' for an ensemble")
+    add_ensemble_args(parser, "test", "split to predict (default: test)")
     parser.add_argument("--output", required=True, help="predictions CSV to write")
-    parser.add_argument("--batch-size", type=int, default=8, help="questions per forward pass")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even if CUDA is available")
-    parser.add_argument("--model-overrides", default=None, help="python dict of task/model overrides, as fairseq's")
     return parser
 
 
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
     from fairseq_freelb.mc.metrics import predicted_labels, validate_predictions, write_predictions
 
-    paths = args.path.split(os.pathsep)
-    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
-    probabilities = choice_probabilities(models, task, args.split, args.batch_size)
-    questions = task.questions[args.split]
+    paths, questions, probabilities = split_probabilities(args)
     write_predictions(args.output, questions, predicted_labels(questions, probabilities))
     problems = validate_predictions(args.output, questions)
     if problems:
