@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from fairseq_freelb.mc.formats import MultipleChoiceFormatError
+from fairseq_freelb.mc.formats import MultipleChoiceFormatError, run_with_one_line_errors
 from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
@@ -38,11 +38,7 @@ def main(argv=None) -> int:
 
 
 def cli_main(argv=None) -> int:
-    try:
-        return main(argv)
-    except (MultipleChoiceFormatError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_with_one_line_errors(main, argv, (MultipleChoiceFormatError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

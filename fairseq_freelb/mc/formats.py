@@ -20,6 +20,7 @@ input, so that nothing is dropped silently:
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -28,6 +29,15 @@ RACE_LABELS = ("A", "B", "C", "D")
 
 class MultipleChoiceFormatError(ValueError):
     """Bad multiple-choice input; the message starts with ``file:line:``."""
+
+
+def run_with_one_line_errors(main, argv=None, errors=(MultipleChoiceFormatError, FileNotFoundError)) -> int:
+    """Run a command's ``main``; an expected error is printed as one line and gives exit code 1."""
+    try:
+        return main(argv)
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 @dataclass

@@ -35,6 +35,7 @@ from fairseq_freelb.mc.formats import (
     question_to_json,
     read_contexts,
     read_split,
+    run_with_one_line_errors,
 )
 
 logger = logging.getLogger("fairseq_freelb.mc.preprocess")
@@ -154,11 +155,7 @@ def main(argv=None) -> int:
 
 
 def cli_main(argv=None) -> int:
-    try:
-        return main(argv)
-    except (MultipleChoiceFormatError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_with_one_line_errors(main, argv)
 
 
 if __name__ == "__main__":
