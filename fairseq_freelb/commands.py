@@ -1,0 +1,40 @@
+"""One home for how the plugin's commands fail: a single line on stderr, exit code 1.
+
+Every ``python -m fairseq_freelb.*`` command wraps its ``main`` with
+:func:`run_command`. An *expected* failure (a bad input file, a missing
+checkpoint, a wrong flag value) is an exception of one of the types in
+``errors``; it is printed as ``<prog>: error: <message>`` and nothing else, so
+the reason is the last line a user sees. Anything else is a bug and keeps its
+traceback.
+"""
+
+import sys
+from typing import Callable, Optional, Sequence, Tuple, Type
+
+
+class CommandError(Exception):
+    """An expected failure of a command; its message names the file, line or flag at fault."""
+
+
+EXPECTED_ERRORS: Tuple[Type[BaseException], ...] = (CommandError, FileNotFoundError, ValueError, KeyError)
+
+
+def error_line(prog: str, exc: BaseException) -> str:
+    """``prog: error: message`` on one line (a ``KeyError``'s quotes are dropped)."""
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    text = " ".join(str(message).split("\n"))
+    return f"{prog}: error: {text}"
+
+
+def run_command(
+    prog: str,
+    main: Callable[[Optional[Sequence[str]]], int],
+    argv: Optional[Sequence[str]] = None,
+    errors: Tuple[Type[BaseException], ...] = EXPECTED_ERRORS,
+) -> int:
+    """Run ``main(argv)``; an exception of ``errors`` becomes one line on stderr and exit code 1."""
+    try:
+        return main(argv)
+    except errors as exc:
+        print(error_line(prog, exc), file=sys.stderr)
+        return 1
