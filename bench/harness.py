@@ -117,6 +117,10 @@ def parse_cfg(data_dir: str, size: dict, max_positions: int, precision: str, dev
 
 
 def build_criterion(task, cfg, adv: dict):
+    """The criterion of ``cfg`` with the ``--adv-*`` settings of ``adv`` (e.g. ``{"adv_method": "pgd"}``) swapped in.
+
+    Shared by the benchmark and the DDP tests (tests/distributed_workers.py).
+    """
     from omegaconf import open_dict
 
     criterion_cfg = copy.deepcopy(cfg.criterion)
@@ -192,23 +196,33 @@ def move_sample(sample, device):
 
 
 def fairseq_update(task, model, criterion, optimizer, samples: List[dict], update_num: int, world_size: int = 1):
-    """One optimizer update with the arithmetic of ``fairseq.trainer.Trainer.train_step``."""
+    """One optimizer update with the arithmetic of ``fairseq.trainer.Trainer.train_step`` (fairseq 0.12).
+
+    Every micro-batch but the last runs inside ``model.no_sync()``; losses are
+    sums, so gradients are all-reduced (averaged by DDP, summed by
+    ``legacy_ddp`` after dividing by the world size), then multiplied by
+    ``world_size / total sample_size``. Returns the micro-batches' logging outputs.
+    Shared by the benchmark and the DDP tests (tests/distributed_workers.py).
+    """
     optimizer.zero_grad()
-    sample_size = 0.0
+    sample_size, logs = 0.0, []
     for i, sample in enumerate(samples):
         last = i == len(samples) - 1
         no_sync = world_size > 1 and not last and hasattr(model, "no_sync")
         with model.no_sync() if no_sync else contextlib.nullcontext():
-            _, sample_size_i, _ = task.train_step(sample, model, criterion, optimizer, update_num)
+            _, sample_size_i, log = task.train_step(sample, model, criterion, optimizer, update_num)
         sample_size += float(sample_size_i)
+        logs.append(log)
     if world_size > 1:
+        # Trainer._aggregate_logging_outputs sums sample_size over workers.
         total = torch.tensor([sample_size], dtype=torch.float64)
         dist.all_reduce(total)
         sample_size = float(total.item())
-    optimizer.all_reduce_grads(model)
+    optimizer.all_reduce_grads(model)  # a no-op for c10d DDP, the whole reduction for legacy_ddp
     optimizer.multiply_grads(world_size / sample_size)
     optimizer.clip_grad_norm(0.0)  # the trainer always computes the norm (for logging)
     optimizer.step()
+    return logs
 
 
 def synchronize(device: torch.device) -> None:

@@ -12,7 +12,7 @@ fp16 gradients (possibly multiplied by a loss scale) neither overflow nor
 underflow in the normalisation.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -117,21 +117,46 @@ def ascent_step(
     return out
 
 
-def project_to_ball(deltas: Sequence[Tensor], max_norm: float, norm_type: str = "l2") -> List[Tensor]:
+def project_to_ball(
+    deltas: Sequence[Tensor], max_norm: Union[float, Tensor], norm_type: str = "l2"
+) -> List[Tensor]:
     """Project each example's delta onto ``{||delta|| <= max_norm}`` (Algorithm 1, line 10).
 
-    ``l2`` rescales an example whose Frobenius norm exceeds ``max_norm`` onto
-    the sphere and leaves the others untouched; ``linf`` clamps every entry to
-    ``[-max_norm, max_norm]``. ``max_norm == 0`` means unbounded.
+    ``max_norm`` is one radius for every example (a number, or a 0-dim
+    tensor) or one radius per example (a ``(B,)`` tensor). ``l2`` rescales an
+    example whose norm over its group exceeds its radius onto the sphere and
+    leaves the others untouched; ``linf`` clamps every entry of example b to
+    ``[-max_norm[b], max_norm[b]]``.
+
+    A radius of 0 means *unbounded*, for that example only: the
+    ``--adv-max-norm 0`` convention of the training flags. A caller that
+    wants the ball {0} (e.g. the robustness attack at eps = 0) holds those
+    examples at zero itself. Radii must be >= 0 and not NaN; ``inf`` is
+    unbounded too.
     """
     _check_norm_type(norm_type)
-    if max_norm < 0:
-        raise ValueError(f"max_norm must be >= 0, got {max_norm}")
-    if max_norm == 0:
-        return [d.float() for d in deltas]
-    if norm_type == "linf":
-        return [d.float().clamp(-max_norm, max_norm) for d in deltas]
-    norm = per_example_norm(deltas, "l2")
-    factor = torch.where(norm > max_norm, max_norm / norm.clamp(min=torch.finfo(torch.float32).tiny), torch.ones_like(norm))
-    return [d.float() * _broadcast(factor, d) for d in deltas]
+    if not torch.is_tensor(max_norm):
+        if not max_norm >= 0:  # also refuses NaN
+            raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+        if max_norm == 0:
+            return [d.float() for d in deltas]
+        if norm_type == "linf":
+            return [d.float().clamp(-max_norm, max_norm) for d in deltas]
+        norm = per_example_norm(deltas, "l2")
+        factor = torch.where(norm > max_norm, max_norm / norm.clamp(min=torch.finfo(torch.float32).tiny), torch.ones_like(norm))
+        return [d.float() * _broadcast(factor, d) for d in deltas]
 
+    batch = deltas[0].size(0)
+    radii = max_norm.detach().to(device=deltas[0].device, dtype=torch.float32)
+    if radii.dim() == 0:
+        radii = radii.expand(batch)
+    if radii.shape != (batch,):
+        raise ValueError(f"max_norm must be a number or a ({batch},) tensor of per-example radii, got shape {tuple(radii.shape)}")
+    if not bool((radii >= 0).all()):  # also refuses NaN
+        raise ValueError(f"max_norm must be >= 0 for every example, got {radii.tolist()}")
+    radii = torch.where(radii > 0, radii, torch.full_like(radii, float("inf")))
+    if norm_type == "linf":
+        return [torch.minimum(torch.maximum(d.float(), -_broadcast(radii, d)), _broadcast(radii, d)) for d in deltas]
+    norm = per_example_norm(deltas, "l2")
+    factor = torch.where(norm > radii, radii / norm.clamp(min=torch.finfo(torch.float32).tiny), torch.ones_like(norm))
+    return [d.float() * _broadcast(factor, d) for d in deltas]

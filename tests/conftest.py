@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-# tests/ holds shared helpers (utils.py, harness.py) imported by plain name.
+# tests/ holds shared helpers (utils.py, inprocess_fairseq.py) imported by plain name.
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -6,25 +6,29 @@ worker builds the pieces exactly as ``fairseq-train`` does (argument parser,
 ``optim.build_optimizer``), wraps the model the way fairseq's c10d backend
 does (``ModuleProxyWrapper(DistributedDataParallel(model))``) or its
 ``legacy_ddp`` backend does (``ModuleProxyWrapper(LegacyDistributedDataParallel)``),
-and runs :func:`fairseq_update`, which repeats the gradient arithmetic of
-``fairseq.trainer.Trainer.train_step``.
+and runs ``bench.harness.fairseq_update``, which repeats the gradient arithmetic of
+``fairseq.trainer.Trainer.train_step`` (the benchmark measures the same update).
 
 What the workers observe is written to ``<out_dir>/rank<r>.pt``; the test
 process reads both files and makes the assertions, so a failure shows up as an
 ordinary pytest assertion rather than a crashed child process.
 """
 
-import contextlib
 import copy
 import datetime
 import os
+import sys
+from pathlib import Path
 from typing import Dict, List
 
 import torch
 import torch.distributed as dist
 
-from harness import NO_DROPOUT
-from utils import TINY_ROBERTA
+# The repository root, for the builders the benchmark and these tests share (bench/harness.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.harness import build_criterion, fairseq_update  # noqa: E402
+from inprocess_fairseq import NO_DROPOUT  # noqa: E402
+from utils import TINY_ROBERTA  # noqa: E402
 
 # The tiny RoBERTa of tests/utils.py with every dropout off, so that the
 # 2-process run and the single-process run on the concatenated batch compute
@@ -77,44 +81,6 @@ def parse_cfg(data_bin: str):
         ],
     )
     return convert_namespace_to_omegaconf(args)
-
-
-def build_criterion(task, cfg, adv: dict):
-    from omegaconf import open_dict
-
-    criterion_cfg = copy.deepcopy(cfg.criterion)
-    with open_dict(criterion_cfg):
-        for key, value in adv.items():
-            setattr(criterion_cfg, key, value)
-    return task.build_criterion(criterion_cfg)
-
-
-def fairseq_update(task, model, criterion, optimizer, samples: List[dict], update_num: int, world_size: int):
-    """One update, with the arithmetic of ``Trainer.train_step`` (fairseq 0.12).
-
-    Every micro-batch but the last runs inside ``model.no_sync()``; losses are
-    sums, so gradients are all-reduced (averaged by DDP, summed by
-    ``legacy_ddp`` after dividing by the world size), then multiplied by
-    ``world_size / total sample_size``.
-    """
-    optimizer.zero_grad()
-    sample_size, logs = 0.0, []
-    for i, sample in enumerate(samples):
-        sync = i == len(samples) - 1
-        ctx = model.no_sync() if world_size > 1 and not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
-        with ctx:
-            _, sample_size_i, log = task.train_step(sample, model, criterion, optimizer, update_num)
-        sample_size += float(sample_size_i)
-        logs.append(log)
-    if world_size > 1:
-        # Trainer._aggregate_logging_outputs sums sample_size over workers.
-        total = torch.tensor([sample_size], dtype=torch.float64)
-        dist.all_reduce(total)
-        sample_size = float(total.item())
-    optimizer.all_reduce_grads(model)  # a no-op for c10d DDP, the whole reduction for legacy_ddp
-    optimizer.multiply_grads(world_size / sample_size)
-    optimizer.step()
-    return logs
 
 
 class AllReduceRecorder:
@@ -230,7 +196,6 @@ def run_scenario(rank: int, world_size: int, cfg, name: str, scenario: dict) -> 
         "after": after,
         "delta_norms": [_delta_norm(update_logs) for update_logs in logs],
         "deltas": delta_recorder.deltas,
-        "ddp_no_sync": hasattr(wrapped, "no_sync"),
     }
 
     if rank == 0:

@@ -49,9 +49,6 @@ def test_quick_benchmark_writes_table_json_and_plot(tmp_path):
     for row in result["rows"]:
         assert row["time_s"] > 0 and row["sentences_per_s"] > 0
         assert row["peak_tensor_bytes"] > 0 and row["persistent_bytes"] > 0
-    replay = next(r for r in result["rows"] if r["method"] == "freeat-2 per replay")
-    minibatch = next(r for r in result["rows"] if r["method"] == "freeat-2 per minibatch")
-    assert replay["time_s"] == pytest.approx(minibatch["time_s"] / 2)
 
     # The 2-process gloo run: every gradient all-reduced exactly once per update, for every method.
     dist = result["distributed"]

@@ -159,3 +159,62 @@ def test_bad_arguments_are_refused():
         init_delta([masks_of([1], 1)], 2, -1.0)
     with pytest.raises(ValueError, match="max_norm"):
         project_to_ball([torch.zeros(1, 1, 1)], -1.0)
+
+
+# --------------------------------------------------------------------------- per-example radii
+
+
+def _group(batch=5):
+    torch.manual_seed(0)
+    # Two tensors per example (a 2-choice question), entries spread so that some rows are
+    # inside and some outside each ball, under either norm.
+    return [torch.randn(batch, 3, 4) * 2, torch.randn(batch, 2, 4) * 2]
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_per_example_radii_equal_per_row_scalar_projection(norm):
+    group = _group()
+    radii = torch.tensor([0.5, 1.0, 2.5, 40.0, 3.0])
+    projected = project_to_ball(group, radii, norm)
+    for b, r in enumerate(radii.tolist()):
+        alone = project_to_ball([t[b : b + 1] for t in group], r, norm)
+        for p, a in zip(projected, alone):
+            torch.testing.assert_close(p[b : b + 1], a, rtol=1e-6, atol=0)
+    # The projection bites: rows of small radius moved, and end on (l2) or inside (linf) their ball.
+    norms = per_example_norm(projected, norm)
+    assert bool((norms <= radii * (1 + 1e-6)).all())
+    assert not torch.allclose(projected[0][0], group[0][0])
+    torch.testing.assert_close(projected[0][3], group[0][3])  # radius 40: already inside
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_a_number_and_a_tensor_of_equal_radii_project_alike(norm):
+    group = _group()
+    by_number = project_to_ball(group, 0.7, norm)
+    for radii in (torch.tensor(0.7), torch.full((5,), 0.7)):
+        for a, b in zip(project_to_ball(group, radii, norm), by_number):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_zero_radius_leaves_only_that_example_unbounded(norm):
+    """0 means unbounded, per example: the --adv-max-norm 0 convention (see the docstring)."""
+    group = _group()
+    radii = torch.tensor([0.5, 0.0, 0.5, 0.0, 0.5])
+    projected = project_to_ball(group, radii, norm)
+    for p, g in zip(projected, group):
+        torch.testing.assert_close(p[[1, 3]], g[[1, 3]])
+        assert not torch.allclose(p[[0, 2, 4]], g[[0, 2, 4]])
+    assert bool((per_example_norm(projected, norm)[[0, 2, 4]] <= 0.5 * (1 + 1e-6)).all())
+
+
+def test_bad_per_example_radii_are_refused():
+    group = _group()
+    with pytest.raises(ValueError, match=r"\(5,\) tensor"):
+        project_to_ball(group, torch.ones(4), "l2")
+    with pytest.raises(ValueError, match="every example"):
+        project_to_ball(group, torch.tensor([1.0, -1.0, 1.0, 1.0, 1.0]), "l2")
+    with pytest.raises(ValueError, match="every example"):
+        project_to_ball(group, torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0]), "linf")
+    with pytest.raises(ValueError, match="max_norm"):
+        project_to_ball(group, float("nan"), "l2")

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import build
+from inprocess_fairseq import build
 
 HEAD = "sentence_classification_head"
 

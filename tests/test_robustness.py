@@ -22,7 +22,9 @@ from fairseq_freelb.criterions.freelb_sentence_prediction import (
     FreeLBSentencePredictionConfig,
     FreeLBSentencePredictionCriterion,
 )
-from fairseq_freelb.robustness import AttackConfig, EmbeddingAttack, main, search_eps, slice_sample
+from fairseq_freelb.robustness.arguments import AttackConfig
+from fairseq_freelb.robustness.attack import EmbeddingAttack, search_eps, slice_sample
+from fairseq_freelb.robustness.driver import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from utils import TINY_ROBERTA, fairseq_train_cmd, make_sentence_prediction_data, run  # noqa: E402
@@ -335,6 +337,62 @@ def test_search_stops_at_the_largest_eps_the_reference_survives(tiny):
     assert interior >= 2  # the search stopped strictly inside the grid, where both checks bite
 
 
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_zero_eps_examples_stay_unperturbed_beside_attacked_ones(tiny, norm):
+    """eps = 0 is the ball {0} (project_to_ball reads radius 0 as unbounded, so the attack holds
+    those examples at zero itself): their loss and correctness are the natural ones, while the
+    other examples of the same batch are attacked as if alone."""
+    task, model, criterion = tiny
+    batch = _batch(task, range(6))
+    eps = 0.05 * _x_norms_independent(model, batch)
+    eps[[1, 4]] = 0.0
+    # A step larger than the ball: without the hold, the eps = 0 examples would run off unbounded.
+    attack = _attack(model, criterion, steps=6, step_size=float(eps.max()) * 2, restarts=2, norm=norm, seed=3)
+    natural_loss, natural_ok = attack.evaluate(batch)
+    result = attack.attack(batch, eps)
+    masks = attack._masks(batch)
+    hidden = attack.embed.embedding_dim
+    zero = [torch.zeros(*m.shape, hidden) for m in masks]
+    deltas = attack._pgd(batch, masks, zero, eps)
+    assert float(deltas[0][[1, 4]].abs().max()) == 0
+    assert float(deltas[0][[0, 2, 3, 5]].abs().max()) > 0
+    for j in (1, 4):
+        assert float(result.max_increase[j]) == 0
+        assert bool((result.restart_correct[j] == natural_ok[j]).all())
+    for j in (0, 2, 3, 5):
+        alone = attack.attack(_batch(task, [j]), eps[j : j + 1])
+        assert torch.allclose(alone.restart_loss[0], result.restart_loss[j], atol=2e-6, rtol=1e-5)
+        assert float(result.max_increase[j]) > 0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--step-size", "inf"], "--step-size must be a finite number, got inf"),
+        (["--eps-ratio", "nan"], "--eps-ratio must be a finite number, got nan"),
+        (["--eps-mode", "search"], "--reference is required with --eps-mode search, got ''"),
+        (["--names", "a", "b"], "--names needs one name per checkpoint (1), got ['a', 'b']"),
+    ],
+)
+def test_bad_flags_get_one_line(tmp_path, capsys, flags, message):
+    code = main(["--checkpoints", str(tmp_path / "missing.pt"), "--data", str(tmp_path), *flags])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1] == f"fairseq_freelb.robustness: error: {message}"
+
+
+def test_missing_checkpoint_and_file_as_output_dir_get_one_line_and_write_nothing(tmp_path, capsys):
+    ckpt = tmp_path / "missing.pt"
+    out = tmp_path / "out"
+    assert main(["--checkpoints", str(ckpt), "--data", str(tmp_path), "--output-dir", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--checkpoints: {ckpt} is not a file")
+    assert not out.exists()
+    out.write_text("not a folder")
+    assert main(["--checkpoints", str(ckpt), "--data", str(tmp_path), "--output-dir", str(out)]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--output-dir: {out} exists and is not a folder")
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -434,7 +492,7 @@ def test_end_to_end_batch_size_does_not_change_results(trained, capsys):
 def _error_of(argv, capsys):
     code = main(argv)
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # fairseq_freelb.commands.run_command's exit code for an expected failure
     line = [ln for ln in err.splitlines() if ln.startswith("fairseq_freelb.robustness: error:")]
     assert len(line) == 1, err
     return line[0]

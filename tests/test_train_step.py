@@ -5,7 +5,7 @@ import torch
 
 from fairseq_freelb.config import AdversarialConfigError
 from fairseq_freelb.train_step import EmbeddingPerturbation, token_embedding_module
-from harness import build
+from inprocess_fairseq import build
 
 HEAD = "sentence_classification_head"
 
