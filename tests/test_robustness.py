@@ -393,6 +393,19 @@ def test_missing_checkpoint_and_file_as_output_dir_get_one_line_and_write_nothin
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--output-dir: {out} exists and is not a folder")
 
 
+def test_unreadable_checkpoints_get_one_line_naming_the_file(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    torch.save({"model": {"w": torch.ones(1000)}}, tmp_path / "full.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((tmp_path / "full.pt").read_bytes()[:2000])
+    for path in (text, truncated):
+        assert main(["--checkpoints", str(path), "--data", str(tmp_path)]) == 1
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"fairseq_freelb.robustness: error: {path}: not a readable PyTorch checkpoint")
+        assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in last
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence
 
 from torch import nn
 
+from fairseq_freelb.checkpoint import explain_refusal, is_weights_only_refusal
 from fairseq_freelb.robustness.arguments import RobustnessError
 from fairseq_freelb.train_step import AdversarialTrainingMixin, token_embedding_module
 
@@ -170,13 +171,33 @@ def build_criterion(task, states: Sequence[dict], paths: Sequence[str], name: st
     return criterion
 
 
+def read_checkpoint(path: str) -> dict:
+    """fairseq's ``load_checkpoint_to_cpu``, with one line naming the file when it cannot be read.
+
+    Only a type refused by torch's ``weights_only`` loader gets the advice to
+    opt out of it; a truncated file or another kind of file gets its real cause.
+    """
+    from fairseq import checkpoint_utils
+
+    try:
+        return checkpoint_utils.load_checkpoint_to_cpu(path)
+    except Exception as exc:
+        if is_weights_only_refusal(exc) and "Unsupported global" in str(exc):
+            raise RobustnessError(f"{path}: {explain_refusal(exc)}") from None
+        text = str(exc).strip()
+        cause = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        raise RobustnessError(
+            f"{path}: not a readable PyTorch checkpoint (truncated, or another kind of file; {cause})"
+        ) from None
+
+
 def load_models(paths: Sequence[str], names: Sequence[str], data: str, criterion_name: str = ""):
     """Load checkpoints with fairseq's loaders, check they share a task and a dictionary.
 
     Returns ``(task, criterion, [LoadedModel])``; the task is set up from the
     first checkpoint's task settings with ``data`` = ``--data``.
     """
-    from fairseq import checkpoint_utils, tasks
+    from fairseq import tasks
     from omegaconf import open_dict
 
     for p in paths:
@@ -184,7 +205,7 @@ def load_models(paths: Sequence[str], names: Sequence[str], data: str, criterion
             raise RobustnessError(f"--checkpoints: {p} is not a file")
     if not os.path.isdir(data):
         raise RobustnessError(f"--data: {data} is not a folder")
-    states = [checkpoint_utils.load_checkpoint_to_cpu(p) for p in paths]
+    states = [read_checkpoint(p) for p in paths]
     for state, p in zip(states, paths):
         if state.get("cfg") is None or "task" not in state["cfg"] or "model" not in state:
             raise RobustnessError(f"{p}: not a fairseq training checkpoint (no cfg.task or model)")
