@@ -11,7 +11,6 @@ type that really exists but is not allow-listed.
 """
 
 import argparse
-import importlib.util
 import os
 import pickle
 import re
