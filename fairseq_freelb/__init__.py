@@ -41,7 +41,7 @@ _list_fairseqs_spelling_of_this_folder()
 
 
 def _one_line_errors(previous_hook):
-    """Print a bad ``--adv-*`` flag, or a checkpoint refused by ``weights_only``, as one line.
+    """Print a bad ``--adv-*`` flag, or a checkpoint file torch.load could not read, as one line.
 
     Every other uncaught exception keeps its usual traceback.
     """
@@ -49,7 +49,7 @@ def _one_line_errors(previous_hook):
     def hook(exc_type, exc, tb):
         if issubclass(exc_type, AdversarialConfigError):
             print(f"fairseq_freelb: error: {exc}", file=sys.stderr)
-        elif _checkpoint.is_weights_only_refusal(exc):
+        elif _checkpoint.is_checkpoint_load_failure(exc):
             print(f"fairseq_freelb: error: {_checkpoint.explain_refusal(exc)}", file=sys.stderr)
         else:
             previous_hook(exc_type, exc, tb)

@@ -4,8 +4,9 @@ Every ``python -m fairseq_freelb.*`` command wraps its ``main`` with
 :func:`run_command`. An *expected* failure (a bad input file, a missing
 checkpoint, a wrong flag value) is an exception of one of the types in
 ``errors``; it is printed as ``<prog>: error: <message>`` and nothing else, so
-the reason is the last line a user sees. Anything else is a bug and keeps its
-traceback.
+the reason is the last line a user sees. A file that ``torch.load`` could not read is expected too: it is explained by
+:func:`fairseq_freelb.checkpoint.explain_refusal` (the file and the real cause).
+Anything else is a bug and keeps its traceback.
 """
 
 import sys
@@ -35,6 +36,12 @@ def run_command(
     """Run ``main(argv)``; an exception of ``errors`` becomes one line on stderr and exit code 1."""
     try:
         return main(argv)
-    except errors as exc:
+    except Exception as exc:  # noqa: BLE001  (re-raised below unless expected)
+        from fairseq_freelb import checkpoint
+
+        if checkpoint.is_checkpoint_load_failure(exc):
+            exc = checkpoint.CheckpointError(checkpoint.explain_refusal(exc))
+        elif not isinstance(exc, errors):
+            raise
         print(error_line(prog, exc), file=sys.stderr)
         return 1

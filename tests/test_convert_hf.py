@@ -178,3 +178,130 @@ def test_missing_vocab_is_named(tmp_path):
     (hf_dir / "vocab.txt").unlink()
     with pytest.raises(convert_hf.ConversionError, match=r"vocab\.txt: missing"):
         convert_hf.read_hf_folder(hf_dir)
+
+
+# --------------------------------------------------------------------------- atomic output, bad inputs
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny BertModel folder and its verified conversion (shared; tests copy before changing them)."""
+    base = tmp_path_factory.mktemp("tiny_bert")
+    hf_dir = make_tiny_bert(base / "hf", masked_lm=False)
+    convert_hf.convert_folder(hf_dir, base / "good")
+    return hf_dir, base / "good"
+
+
+def one_error_line(capsys, argv) -> str:
+    """Run the command in-process; it must fail with exactly one line on stderr."""
+    assert convert_hf.run([str(a) for a in argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("convert_hf: error: "), err
+    return err[0][len("convert_hf: error: "):]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_failed_verification_keeps_the_earlier_conversion(tmp_path, tiny_bert, capsys):
+    import shutil
+
+    hf_dir, good = tiny_bert
+    out = tmp_path / "fairseq"
+    shutil.copytree(good, out)
+    before = snapshot(out)
+    message = one_error_line(capsys, [hf_dir, out, "--tolerance", "1e-12"])
+    assert message.startswith(f"{out / 'model.pt'}: verification failed: max |fairseq - transformers|")
+    assert message.endswith(f"> 1e-12; nothing was written to {out}")
+    assert snapshot(out) == before  # the earlier good conversion, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fairseq"]  # no staging folder left behind
+    convert_hf.load_converted(out)
+
+    fresh = tmp_path / "fresh"
+    one_error_line(capsys, [hf_dir, fresh, "--tolerance", "1e-12"])
+    assert not fresh.exists()
+
+
+def test_load_converted_refuses_an_unverified_folder(tmp_path, tiny_bert):
+    import shutil
+
+    hf_dir, good = tiny_bert
+    meta = convert_hf.convert_folder(hf_dir, tmp_path / "unverified", check=False)
+    assert meta["verified"] is False
+    with pytest.raises(convert_hf.ConversionError, match=r"convert_hf\.json: this conversion was not verified"):
+        convert_hf.load_converted(tmp_path / "unverified")
+    with pytest.raises(convert_hf.ConversionError, match="not verified"):
+        convert_hf.train_args(tmp_path / "unverified")
+    assert not convert_hf.load_converted(tmp_path / "unverified", allow_unverified=True).model.training
+
+    # What a failed verification left before conversions were atomic: every file, and
+    # convert_hf.json without the verification result.
+    stale = tmp_path / "stale"
+    shutil.copytree(good, stale)
+    old_meta = json.loads((stale / convert_hf.METADATA_FILE).read_text())
+    for key in ("verified", "max_abs_diff", "tolerance"):
+        old_meta.pop(key)
+    (stale / convert_hf.METADATA_FILE).write_text(json.dumps(old_meta))
+    with pytest.raises(convert_hf.ConversionError, match="not verified"):
+        convert_hf.load_converted(stale)
+
+    half = tmp_path / "half"
+    shutil.copytree(good, half)
+    (half / "model.pt").unlink()
+    with pytest.raises(convert_hf.ConversionError, match=r"model\.pt: missing from the converted folder"):
+        convert_hf.load_converted(half)
+
+
+def test_corrupt_weights_are_named(tmp_path, tiny_bert, capsys):
+    import shutil
+
+    hf_dir, _ = tiny_bert
+    cut = tmp_path / "cut"
+    shutil.copytree(hf_dir, cut)
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    message = one_error_line(capsys, [cut, tmp_path / "out"])
+    assert message.startswith(f"{cut / 'model.safetensors'}: not a readable safetensors file (")
+    assert not (tmp_path / "out").exists()
+
+    junk = tmp_path / "junk"
+    shutil.copytree(hf_dir, junk)
+    (junk / "model.safetensors").unlink()
+    (junk / "pytorch_model.bin").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\n")
+    message = one_error_line(capsys, [junk, tmp_path / "out"])
+    assert message == (f"{junk / 'pytorch_model.bin'}: a text file, not a torch checkpoint "
+                       "(it begins 'version https://git-lfs.github.com/spec/v1')")
+
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(hf_dir / "model.safetensors")), junk / "pytorch_model.bin")
+    data = (junk / "pytorch_model.bin").read_bytes()
+    (junk / "pytorch_model.bin").write_bytes(data[: len(data) - 100])
+    message = one_error_line(capsys, [junk, tmp_path / "out"])
+    assert message.startswith(f"{junk / 'pytorch_model.bin'}: truncated or corrupt: a zip archive")
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in message
+
+
+def test_output_path_that_is_a_file_or_a_foreign_folder(tmp_path, tiny_bert, capsys):
+    hf_dir, _ = tiny_bert
+    a_file = tmp_path / "model_dir"
+    a_file.write_text("not a folder\n")
+    assert one_error_line(capsys, [hf_dir, a_file]).startswith(f"{a_file}: exists and is not a folder")
+    assert a_file.read_text() == "not a folder\n"
+
+    foreign = tmp_path / "experiments"
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("seed,acc\n1,0.9\n")
+    assert "results.csv" in one_error_line(capsys, [hf_dir, foreign])
+    assert [p.name for p in foreign.iterdir()] == ["results.csv"]
+
+
+def test_load_converted_is_deterministic(tiny_bert):
+    """The README snippet: features of the same sentence twice are identical (dropout is off)."""
+    _, good = tiny_bert
+    hub = convert_hf.load_converted(good)
+    assert not hub.model.training
+    tokens = hub.encode(SENTENCES[0])
+    first, second = hub.extract_features(tokens), hub.extract_features(tokens)
+    assert torch.equal(first, second)
