@@ -177,10 +177,10 @@ def test_bad_flags_are_refused_naming_the_flag(sp_data, flags, message):
         build(sp_data(), flags)
 
 
-def test_unknown_norm_type_is_refused_by_the_parser(sp_data, capsys):
-    with pytest.raises(SystemExit):
+def test_unknown_norm_type_is_refused_in_one_line(sp_data):
+    # A plain string checked by the plugin, not an argparse choice (whose error prints the whole usage).
+    with pytest.raises(AdversarialConfigError, match="--adv-norm-type must be l2 or linf, got 'l1'"):
         build(sp_data(), ["--adv-norm-type", "l1"])
-    assert "--adv-norm-type" in capsys.readouterr().err
 
 
 class TwoCallCriterion:
@@ -224,7 +224,7 @@ def test_yopo_inner_steps_replay_each_calls_dropout_masks(sp_data, calls):
 def test_every_flag_combination_takes_finite_steps(sp_data, method, norm, resample, max_norm):
     """The official fork crashed on some flag combinations; every combination here takes two finite steps."""
     flags = ["--adv-method", method, "--adv-norm-type", norm, "--adv-max-norm", max_norm, "--adv-steps", "2",
-             "--adv-lr", "0.05", "--adv-init-mag", "0.05", "--yopo-inner-steps", "2"]
+             "--adv-lr", "0.05", "--adv-init-mag", "0.05", *(["--yopo-inner-steps", "2"] if method == "yopo" else [])]
     setup = build(sp_data(), flags + (["--adv-resample-dropout"] if resample else []), dropout=True)
     for update in range(2):
         loss, sample_size, log = setup.train_step(setup.batch(8, start=8 * update), update_num=update)

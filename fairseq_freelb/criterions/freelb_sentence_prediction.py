@@ -28,7 +28,12 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
-from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.config import (
+    AdversarialConfig,
+    AdversarialConfigError,
+    RestoreFileGuard,
+    validate_adversarial_config,
+)
 from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.glue import metrics as glue_metrics
 from fairseq_freelb.train_step import Adversary, make_adversarial
@@ -94,6 +99,13 @@ class FreeLBSentencePredictionCriterion(FairseqCriterion):
             raise AdversarialConfigError("--report-pearson-and-spearman needs --regression-target")
         self.adversary = Adversary(cfg)
         make_adversarial(task, self.adversary)
+        self.restore_file_guard = RestoreFileGuard(cfg)
+
+    def train(self, mode: bool = True):
+        """fairseq's Trainer calls this before each training step: the first refuses a missing --restore-file."""
+        if mode:
+            self.restore_file_guard.check()
+        return super().train(mode)
 
     def _positive_class(self, cfg, task) -> int:
         """The target index of ``--positive-label`` (targets are label-dictionary indices minus nspecial)."""

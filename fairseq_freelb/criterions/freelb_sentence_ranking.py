@@ -24,7 +24,12 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
-from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.config import (
+    AdversarialConfig,
+    AdversarialConfigError,
+    RestoreFileGuard,
+    validate_adversarial_config,
+)
 from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
@@ -89,6 +94,13 @@ class FreeLBSentenceRankingCriterion(FairseqCriterion):
         self.ranking_head_name = cfg.ranking_head_name
         self.adversary = Adversary(cfg)
         make_adversarial(task, self.adversary)
+        self.restore_file_guard = RestoreFileGuard(cfg)
+
+    def train(self, mode: bool = True):
+        """fairseq's Trainer calls this before each training step: the first refuses a missing --restore-file."""
+        if mode:
+            self.restore_file_guard.check()
+        return super().train(mode)
 
     def adversarial_inputs(self, sample) -> List[dict]:
         """The C model calls of :meth:`forward`, in call order: one question's perturbation group."""
