@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from glue_fixtures import build_srcdict, make_glue_dir
-from fairseq_freelb.glue.tasks_spec import SUBMISSION_FILES, TASKS
+from fairseq_freelb.glue.benchmark_tasks import SUBMISSION_FILES, TASKS
 
 pytestmark = pytest.mark.slow
 
