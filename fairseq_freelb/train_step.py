@@ -617,8 +617,11 @@ class AdversarialTrainingMixin:
     def _label_names(self):
         if getattr(getattr(self, "cfg", None), "regression_target", False):
             return None  # regression: the "label dictionary" is the source dictionary
-        labels = getattr(self, "_label_dictionary", None)
-        return None if labels is None else [labels[i] for i in range(labels.nspecial, len(labels))]
+        labels, classes = getattr(self, "_label_dictionary", None), getattr(getattr(self, "cfg", None), "num_classes", None)
+        if labels is None or not classes:
+            return None
+        # The first num_classes symbols: fairseq's sentence_prediction appends <mask> to every dictionary.
+        return [labels[labels.nspecial + i] for i in range(int(classes))]
 
     def state_dict(self):
         state = dict(super().state_dict())

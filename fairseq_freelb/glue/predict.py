@@ -103,7 +103,7 @@ def class_order(path: str, model, task, glue_task: GlueTask, head: Optional[str]
                 "label/dict.txt, pass --trust-label-dict, else retrain"
             )
         labels = task.label_dictionary
-        names = [labels[i] for i in range(labels.nspecial, len(labels))]
+        names = [labels[labels.nspecial + i] for i in range(min(classes, len(labels) - labels.nspecial))]
     if sorted(names) != sorted(glue_task.labels) or len(names) != classes:
         raise CheckpointMismatch(f"checkpoint {path}: trained on labels {names}, {glue_task.name}'s are "
                                  f"{list(glue_task.labels)}: it was not trained on {glue_task.name}")
