@@ -39,11 +39,11 @@ def sh(cmd, env=None, check=True):
 
 @pytest.fixture(scope="module")
 def glue_bin(tmp_path_factory):
-    from fairseq_freelb.glue.preprocess import gpt2_bpe_files
+    from fairseq_freelb.resources import gpt2_bpe_files
 
     root = tmp_path_factory.mktemp("glue_e2e")
     make_glue_dir(root / "glue_data", bad_row=True)
-    srcdict = build_srcdict(root / "glue_data", *gpt2_bpe_files(None, None), root / "dict.txt")
+    srcdict = build_srcdict(root / "glue_data", *gpt2_bpe_files(), root / "dict.txt")
     proc = sh([sys.executable, "-m", "fairseq_freelb.glue.preprocess", "--glue-dir", root / "glue_data",
                "--srcdict", srcdict, "--out", root / "glue-bin", "--on-bad-row", "skip", "--workers", "2"])
     assert "QQP train: 25 rows in, 24 out, 1 skipped" in proc.stdout
