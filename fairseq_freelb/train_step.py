@@ -612,6 +612,37 @@ class AdversarialTrainingMixin:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         return adversary.train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
+    # Label names travel with each checkpoint (fairseq's trainer saves ``task.state_dict()`` as
+    # ``task_state``), so that class index i keeps its meaning whatever the data's label/dict.txt says.
+    def _label_names(self):
+        if getattr(getattr(self, "cfg", None), "regression_target", False):
+            return None  # regression: the "label dictionary" is the source dictionary
+        labels, classes = getattr(self, "_label_dictionary", None), getattr(getattr(self, "cfg", None), "num_classes", None)
+        if labels is None or not classes:
+            return None
+        # The first num_classes symbols: fairseq's sentence_prediction appends <mask> to every dictionary.
+        return [labels[labels.nspecial + i] for i in range(int(classes))]
+
+    def state_dict(self):
+        state = dict(super().state_dict())
+        names = self._label_names()
+        if names is not None:
+            state["label_names"] = names
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Refuse a checkpoint whose head has this many classes but means other labels by them.
+
+        (A head of another size is re-initialized by fairseq, so its labels do not matter.)
+        """
+        theirs, mine = state_dict.get("label_names"), self._label_names()
+        if theirs is not None and mine is not None and len(theirs) == len(mine) and list(theirs) != mine:
+            raise ValueError(
+                f"checkpoint's classes are labels {list(theirs)}, this data's label/dict.txt has {mine}: "
+                "its predictions would mean other labels; re-preprocess or use a checkpoint trained on this label order"
+            )
+        super().load_state_dict(state_dict)
+
     def get_batch_iterator(self, dataset, *args, **kwargs):
         itr = super().get_batch_iterator(dataset, *args, **kwargs)
         adversary = getattr(self, "_freeat_adversary", None)

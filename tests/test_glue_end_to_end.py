@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from glue_fixtures import build_srcdict, make_glue_dir
-from fairseq_freelb.glue.tasks_spec import SUBMISSION_FILES, TASKS
+from fairseq_freelb.glue.benchmark_tasks import SUBMISSION_FILES, TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +39,11 @@ def sh(cmd, env=None, check=True):
 
 @pytest.fixture(scope="module")
 def glue_bin(tmp_path_factory):
-    from fairseq_freelb.glue.preprocess import gpt2_bpe_files
+    from fairseq_freelb.resources import gpt2_bpe_files
 
     root = tmp_path_factory.mktemp("glue_e2e")
     make_glue_dir(root / "glue_data", bad_row=True)
-    srcdict = build_srcdict(root / "glue_data", *gpt2_bpe_files(None, None), root / "dict.txt")
+    srcdict = build_srcdict(root / "glue_data", *gpt2_bpe_files(), root / "dict.txt")
     proc = sh([sys.executable, "-m", "fairseq_freelb.glue.preprocess", "--glue-dir", root / "glue_data",
                "--srcdict", srcdict, "--out", root / "glue-bin", "--on-bad-row", "skip", "--workers", "2"])
     assert "QQP train: 25 rows in, 24 out, 1 skipped" in proc.stdout
@@ -209,3 +209,42 @@ def test_submission_zip_is_complete_and_correct(trained, report, glue_bin, tmp_p
     assert "CoLA.tsv:2: prediction 'unacceptable' not in ['0', '1']" in bad.stderr
     assert "QQP.tsv: 7 rows, the QQP test file has 8 examples" in bad.stderr
     assert "WNLI.tsv: missing" in bad.stderr
+
+
+def test_checkpoints_carry_their_label_names_and_are_checked(trained, glue_bin, tmp_path):
+    """Issue 12 item 1: re-preprocessing cannot change what a checkpoint predicts; a wrong task's is refused."""
+    import shutil
+
+    import torch
+
+    ckpts, _ = trained
+    for task in ("CoLA", "MNLI", "RTE"):
+        state = torch.load(ckpts / task / "checkpoint_best.pt", map_location="cpu", weights_only=False)
+        assert state["task_state"]["label_names"] == list(TASKS[task].labels), task
+    stsb = torch.load(ckpts / "STS-B" / "checkpoint_best.pt", map_location="cpu", weights_only=False)
+    assert "label_names" not in stsb["task_state"]
+
+    # The same checkpoint on a copy of RTE-bin whose label/dict.txt lists the labels the other way round
+    # (as frequency-ordered preprocessing did when the label balance changed): the same predictions.
+    rte = ckpts / "RTE" / "checkpoint_best.pt"
+    flipped = tmp_path / "RTE-bin"
+    shutil.copytree(glue_bin / "RTE-bin", flipped)
+    lines = (flipped / "label" / "dict.txt").read_text().splitlines()
+    (flipped / "label" / "dict.txt").write_text("\n".join(lines[::-1]) + "\n")
+    outs = []
+    for data in (glue_bin / "RTE-bin", flipped):
+        out = tmp_path / f"{len(outs)}.tsv"
+        proc = sh([sys.executable, "-m", "fairseq_freelb.glue.predict", "--data-bin", data, "--checkpoint", rte,
+                   "--cpu", "--out", out])
+        assert "8 rows from RTE test (1 checkpoint(s))" in proc.stdout
+        outs.append(out.read_text())
+    assert outs[0] == outs[1] and outs[0].startswith("index\tprediction\n0\t")
+
+    # A 3-class MNLI checkpoint given as RTE's: one line, nothing written.
+    for cmd in (["fairseq_freelb.glue.evaluate", "--data-bin", glue_bin / "RTE-bin"],
+                ["fairseq_freelb.glue.predict", "--data-bin", glue_bin / "RTE-bin", "--out", tmp_path / "no.tsv"]):
+        bad = sh([sys.executable, "-m", *cmd, "--checkpoint", ckpts / "MNLI" / "checkpoint_best.pt", "--cpu"], check=False)
+        assert bad.returncode == 1, bad.stderr
+        assert bad.stderr.strip().splitlines()[-1].endswith("its head predicts 3 classes, RTE has 2 classes "
+                                                            "(entailment, not_entailment): it was not trained on RTE")
+    assert not (tmp_path / "no.tsv").exists()

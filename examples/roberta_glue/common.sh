@@ -2,8 +2,9 @@
 # Shared body of the per-task GLUE launch scripts (cola.sh, ..., wnli.sh): sourced, not run.
 #
 # The task script sets TASK, NUM_CLASSES, LR, BSZ, TOTAL_UPDATES, WARMUP_UPDATES (fairseq's
-# RoBERTa GLUE recipe), TABLE7_EPS, TABLE7_ALPHA, TABLE7_M (the FreeLB paper's Table 7) and
-# TASK_FLAGS (metric reporting, best-checkpoint metric). Everything below can be overridden
+# RoBERTa GLUE recipe), TABLE7_EPS, TABLE7_ALPHA, TABLE7_M (the FreeLB paper's Table 7),
+# OFFICIAL_INIT_MAG (the official FreeLB launch script's random start) and TASK_FLAGS (metric
+# reporting, best-checkpoint metric); its header says where each number comes from. Everything below can be overridden
 # from the environment; extra command-line arguments are appended last, so they override any
 # flag (argparse keeps the last value), e.g. `./rte.sh --max-epoch 3`.
 #
@@ -11,8 +12,10 @@
 #   ARCH           roberta_large (default) or roberta_base
 #   DATA_BIN       binarized task data (default: ${GLUE_BIN:-glue-bin}/<TASK>-bin)
 #   ADV_METHOD     freelb (default), pgd, freeat, yopo or none
-#   ADV_STEPS      passes per minibatch (default: Table 7's m ascent steps + 1, see README.md, section GLUE)
-#   ADV_LR, ADV_MAX_NORM, ADV_INIT_MAG, ADV_NORM_TYPE   Table 7's alpha, epsilon; init magnitude 0; l2
+#   ADV_STEPS      passes per minibatch (default: Table 7's m ascent steps + 1, see docs/glue.md)
+#   ADV_LR, ADV_MAX_NORM, ADV_NORM_TYPE   Table 7's alpha, epsilon; l2
+#   ADV_INIT_MAG   the random start's magnitude (default: the official launch script's rand-init-mag)
+#   ADAM_BETAS     (default "(0.9, 0.999)", the official FreeLB launch scripts'; RoBERTa's recipe has 0.98)
 #   SEED (1), NUM_GPUS (1), FP16 (1 = on), UPDATE_FREQ (1), LR, BSZ, TOTAL_UPDATES, WARMUP_UPDATES, MAX_EPOCH (10)
 #   SAVE_DIR       (default: checkpoints/<TASK>/<ADV_METHOD>-seed<SEED>)
 #   FAIRSEQ_TRAIN  the fairseq-train executable (default: fairseq-train on PATH)
@@ -29,7 +32,8 @@ ADV_METHOD=${ADV_METHOD:-freelb}
 ADV_STEPS=${ADV_STEPS:-$((TABLE7_M + 1))}
 ADV_LR=${ADV_LR:-$TABLE7_ALPHA}
 ADV_MAX_NORM=${ADV_MAX_NORM:-$TABLE7_EPS}
-ADV_INIT_MAG=${ADV_INIT_MAG:-0}
+if [ "$ADV_METHOD" = "none" ]; then ADV_INIT_MAG=${ADV_INIT_MAG:-0}; else ADV_INIT_MAG=${ADV_INIT_MAG:-$OFFICIAL_INIT_MAG}; fi
+ADAM_BETAS=${ADAM_BETAS:-(0.9, 0.999)}
 ADV_NORM_TYPE=${ADV_NORM_TYPE:-l2}
 SEED=${SEED:-1}
 NUM_GPUS=${NUM_GPUS:-1}
@@ -45,6 +49,16 @@ if [ ! -d "$DATA_BIN" ]; then
     echo "$(basename "$0"): error: DATA_BIN=$DATA_BIN: no such folder (run python -m fairseq_freelb.glue.preprocess first)" >&2
     exit 2
 fi
+# Examples were cut to fit at preprocessing (longest-first, both sentences kept); refuse data cut for a
+# longer model, which fairseq would otherwise skip (training) or refuse (validation) example by example.
+META_MAX_POSITIONS=$(sed -n 's/.*"max_positions": *\([0-9]*\).*/\1/p' "$DATA_BIN/meta.json" 2>/dev/null || true)
+if [ -z "$META_MAX_POSITIONS" ]; then
+    echo "$(basename "$0"): warning: $DATA_BIN/meta.json records no max_positions (preprocessed by an older version," \
+         "which did not cut long examples); re-preprocess with python -m fairseq_freelb.glue.preprocess" >&2
+elif (( META_MAX_POSITIONS > 512 )); then
+    echo "$(basename "$0"): error: $DATA_BIN was preprocessed for --max-positions $META_MAX_POSITIONS; the model has 512" >&2
+    exit 2
+fi
 if (( BSZ % NUM_GPUS != 0 )); then
     echo "$(basename "$0"): error: batch size $BSZ is not divisible by NUM_GPUS=$NUM_GPUS" >&2
     exit 2
@@ -56,8 +70,9 @@ DEVICE=(--distributed-world-size "$NUM_GPUS")
 PRECISION=()
 if [ "$SMOKE" = "1" ]; then
     SMOKE_UPDATES=${SMOKE_UPDATES:-3}
+    # 512 positions as the real model, so that the data's preprocessing length fits (a 512 x 32 table is tiny).
     MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64
-           --encoder-attention-heads 2 --max-positions 64)
+           --encoder-attention-heads 2 --max-positions 512)
     DEVICE=(--cpu --num-workers 0)
     BSZ=8; NUM_GPUS=1; TOTAL_UPDATES=$SMOKE_UPDATES; WARMUP_UPDATES=1; MAX_EPOCH=100; LR=1e-3
     EXTRA_SMOKE=(--max-update "$SMOKE_UPDATES" --log-interval 1)
@@ -83,11 +98,12 @@ CMD=(
     --criterion freelb_sentence_prediction
     --num-classes "$NUM_CLASSES"
     --init-token 0 --separator-token 2
+    # --required-batch-size-multiple 1: fairseq's default 8 drops the last partial batch of every
+    # split, so validation (and checkpoint_best) would not see every dev example.
     --batch-size $((BSZ / NUM_GPUS)) --max-tokens 4400 --required-batch-size-multiple 1
     --update-freq "$UPDATE_FREQ"
-    --shorten-method truncate
     --dropout 0.1 --attention-dropout 0.1
-    --weight-decay 0.1 --optimizer adam --adam-betas "(0.9, 0.98)" --adam-eps 1e-06 --clip-norm 0.0
+    --weight-decay 0.1 --optimizer adam --adam-betas "$ADAM_BETAS" --adam-eps 1e-06 --clip-norm 0.0
     --lr-scheduler polynomial_decay --lr "$LR" --total-num-update "$TOTAL_UPDATES" --warmup-updates "$WARMUP_UPDATES"
     --max-epoch "$MAX_EPOCH"
     --find-unused-parameters

@@ -13,13 +13,15 @@ accuracy otherwise) and optionally writes them as JSON.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from fairseq_freelb.commands import run_command
 from fairseq_freelb.glue.metrics import glue_metrics
-from fairseq_freelb.glue.predict import Predictions, load_ensemble, predict, task_of
-from fairseq_freelb.glue.tasks_spec import GlueTask
+from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_ensemble, predict, task_of
+from fairseq_freelb.glue.benchmark_tasks import GlueTask
 
 
 def score(task: GlueTask, predictions: Predictions) -> Dict[str, float]:
@@ -39,6 +41,7 @@ def evaluate(
     batch_size: int = 32,
     cpu: bool = False,
     fp16: bool = False,
+    trust_label_dict: bool = False,
 ) -> Dict[str, Dict[str, float]]:
     """``{split: {metric: value, "n": examples}}`` for each labeled split (default: every dev split present)."""
     if splits is None:
@@ -46,8 +49,11 @@ def evaluate(
     for split in splits:
         if split not in task.valid_splits and split != "train":
             raise ValueError(f"--split {split}: {task.name} has labels only for train, {', '.join(task.valid_splits)}")
-    loaded = load_ensemble(checkpoints, data_bin, cpu=cpu, fp16=fp16)
-    return {split: score(task, predict(checkpoints, data_bin, split, batch_size, loaded=loaded)) for split in splits}
+    loaded = load_ensemble(checkpoints, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
+    return {
+        split: score(task, predict(checkpoints, data_bin, split, batch_size, loaded=loaded, glue_task=task))
+        for split in splits
+    }
 
 
 def format_result(task: GlueTask, results: Dict[str, Dict[str, float]]) -> str:
@@ -58,30 +64,30 @@ def format_result(task: GlueTask, results: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m fairseq_freelb.glue.evaluate"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairseq_freelb.glue.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--data-bin", required=True, help="the task's binarized folder (<out>/<TASK>-bin)")
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="checkpoint to evaluate; repeat for an ensemble (mean of class probabilities)")
     parser.add_argument("--task", default=None, help="GLUE task name (default: from <data-bin>/meta.json)")
     parser.add_argument("--split", action="append", default=None,
                         help="labeled split(s) to score (default: valid, and valid_mismatched for MNLI)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
-    parser.add_argument("--fp16", action="store_true", help="half-precision inference")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_checkpoint_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        task = task_of(Path(args.data_bin), args.task)
-        results = evaluate(args.checkpoint, Path(args.data_bin), task, args.split, args.batch_size, args.cpu, args.fp16)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"fairseq_freelb.glue.evaluate: error: {exc}", file=sys.stderr)
-        return 1
+    task = task_of(Path(args.data_bin), args.task)
+    results = evaluate(args.checkpoint, Path(args.data_bin), task, args.split, args.batch_size, args.cpu, args.fp16,
+                       args.trust_label_dict)
     print(format_result(task, results))
     if args.json:
-        Path(args.json).write_text(json.dumps({"task": task.name, "checkpoints": args.checkpoint, "results": results}, indent=2) + "\n")
+        tmp = Path(f"{args.json}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"task": task.name, "checkpoints": args.checkpoint, "results": results}, indent=2) + "\n")
+        os.replace(tmp, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(PROG, main))

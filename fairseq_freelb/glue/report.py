@@ -29,7 +29,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from fairseq_freelb.glue.tasks_spec import GlueTask, get_task
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.glue.benchmark_tasks import GlueTask, get_task
 
 RESULT = "result.json"
 
@@ -63,7 +64,8 @@ def run_one(task, script, data_bin, method, seed, run_dir: Path, extra: Sequence
         proc = subprocess.run(["bash", str(script), *extra], env=env, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"[{method} seed {seed}] {script} failed ({proc.returncode}); see {log_path}:\n{tail}")
+        print(tail, file=sys.stderr, end="")
+        raise CommandError(f"[{method} seed {seed}] {script} failed ({proc.returncode}); see {log_path} (its end is above)")
     checkpoint = run_dir / "checkpoint_best.pt"
     results = evaluate([str(checkpoint)], data_bin, task, **eval_kwargs)
     record = {
@@ -164,13 +166,16 @@ def plot(task: GlueTask, rows: List[Dict], path: Path) -> None:
     plt.close(fig)
 
 
+PROG = "python -m fairseq_freelb.glue.report"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: List[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(prog="python -m fairseq_freelb.glue.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, help="GLUE task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI)")
     parser.add_argument("--methods", default="none,freelb", help="comma-separated --adv-method values (default: none,freelb)")
     parser.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated seeds (default: 1,2,3,4,5)")
@@ -180,17 +185,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="evaluation batch size")
     parser.add_argument("--cpu", action="store_true", help="evaluate on CPU")
     args = parser.parse_args(argv)
-    try:
-        task = get_task(args.task)
-        methods = [m for m in args.methods.split(",") if m]
-        seeds = [int(s) for s in args.seeds.split(",") if s]
-        data_bin = Path(args.data_bin or Path(os.environ.get("GLUE_BIN", "glue-bin")) / f"{task.name}-bin")
-        if not data_bin.is_dir():
-            raise FileNotFoundError(f"--data-bin {data_bin}: no such folder")
-        script = script_for(task, Path(args.scripts_dir) if args.scripts_dir else default_scripts_dir())
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        print(f"fairseq_freelb.glue.report: error: {exc}", file=sys.stderr)
-        return 1
+    task = get_task(args.task)
+    methods = [m for m in args.methods.split(",") if m]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    data_bin = Path(args.data_bin or Path(os.environ.get("GLUE_BIN", "glue-bin")) / f"{task.name}-bin")
+    if not data_bin.is_dir():
+        raise FileNotFoundError(f"--data-bin {data_bin}: no such folder")
+    script = script_for(task, Path(args.scripts_dir) if args.scripts_dir else default_scripts_dir())
     out = Path(args.out)
     eval_kwargs = {"batch_size": args.batch_size, "cpu": args.cpu}
     records = []
@@ -210,4 +211,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(PROG, main))

@@ -14,18 +14,30 @@ row per test example, in test-file order, with the ids of the test file's index
 column; labels are as the server expects them (words for MNLI/AX/QNLI/RTE, 0/1
 otherwise, a float in [0, 5] for STS-B). Before zipping, the files are checked
 against ``<TASK>-bin/index/<split>.index``: file set, headers, row counts, ids
-and label sets.
+and label sets (line ends must be LF, judged the same in a folder and a zip).
+
+The submission is built in a temporary folder beside ``--out``, checked, zipped
+to a temporary name, the zip checked, and only then both are moved into place:
+a failure leaves an earlier submission as it was, and the zip holds exactly
+this run's files. Every checkpoint and every test split is checked to exist
+before anything is written. A test split that preprocessing did not write
+(MNLI's diagnostic set without its file, say) stops the build with the reason,
+unless ``--allow-missing`` leaves its file out.
 """
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fairseq_freelb.glue.tasks_spec import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
+from fairseq_freelb.commands import run_command
+from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
 
 HEADER = "index\tprediction"
 
@@ -55,18 +67,50 @@ def write_file(path: Path, ids: Sequence[str], labels: Sequence[str]) -> None:
     path.write_text(HEADER + "\n" + "".join(f"{i}\t{lab}\n" for i, lab in zip(ids, labels)), encoding="utf-8")
 
 
-def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, batch_size=32, cpu=False, fp16=False) -> List[Path]:
+def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool) -> List[Tuple[str, GlueTask, str]]:
+    """``(file, task, split)`` for every file this run writes; refuses what cannot be written, before anything is.
+
+    A test split absent from ``<TASK>-bin`` (its file was missing at preprocessing)
+    is left out under ``allow_missing`` and refused otherwise, with the reason.
+    """
+    for task_name, paths in checkpoints.items():
+        for path in paths:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"--checkpoints {task_name}: checkpoint {path}: no such file")
+    files = []
+    for task_name in checkpoints:
+        task = get_task(task_name)
+        data_bin = glue_bin / f"{task.name}-bin"
+        if not data_bin.is_dir():
+            raise FileNotFoundError(f"{data_bin}: no such folder (preprocess {task.name} first)")
+        for filename, split in task.submission_files.items():
+            if (data_bin / "index" / f"{split}.index").is_file():
+                files.append((filename, task, split))
+                continue
+            reason = (f"{filename}: {data_bin} has no {split} split: its test file was not found at preprocessing"
+                      + (" (the diagnostic set: give it with preprocess --ax-file)" if split == "test_ax" else ""))
+            if not allow_missing:
+                raise FileNotFoundError(f"{reason}; or pass --allow-missing to submit without {filename}")
+            print(f"{reason}; left out (--allow-missing)", flush=True)
+    return files
+
+
+def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, files, batch_size=32, cpu=False,
+                     fp16=False, trust_label_dict=False) -> List[Path]:
+    """Predict and write each planned file into the folder ``out`` (which exists)."""
     from fairseq_freelb.glue.predict import load_ensemble, predict
 
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for task_name, paths in checkpoints.items():
         task = get_task(task_name)
         data_bin = glue_bin / f"{task.name}-bin"
-        loaded = load_ensemble(paths, data_bin, cpu=cpu, fp16=fp16)
-        for filename, split in task.submission_files.items():
+        mine = [(f, s) for f, t, s in files if t.name == task.name]
+        if not mine:
+            continue
+        loaded = load_ensemble(paths, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
+        for filename, split in mine:
             ids = expected_ids(glue_bin, task, split)
-            predictions = predict(paths, data_bin, split, batch_size, loaded=loaded)
+            predictions = predict(paths, data_bin, split, batch_size, loaded=loaded, glue_task=task)
             write_file(out / filename, ids, format_predictions(task, predictions))
             print(f"{filename}: {len(ids)} rows from {task.name} {split} ({len(paths)} checkpoint(s))", flush=True)
             written.append(out / filename)
@@ -74,11 +118,14 @@ def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Pat
 
 
 def _read_member(source: Path, name: str) -> Optional[str]:
+    """The file's text exactly as stored (no newline translation), from a folder or a zip alike."""
     if source.is_dir():
         path = source / name
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-    with zipfile.ZipFile(source) as archive:
-        return archive.read(name).decode("utf-8") if name in archive.namelist() else None
+        data = path.read_bytes() if path.is_file() else None
+    else:
+        with zipfile.ZipFile(source) as archive:
+            data = archive.read(name) if name in archive.namelist() else None
+    return None if data is None else data.decode("utf-8")
 
 
 def _members(source: Path) -> List[str]:
@@ -109,6 +156,9 @@ def validate(source: Path, glue_bin: Path, allow_missing: bool = False) -> List[
             ids = expected_ids(glue_bin, task, split)
         except FileNotFoundError as exc:
             problems.append(f"{name}: cannot check: {exc}")
+            continue
+        if "\r" in text:
+            problems.append(f"{name}: has CR (CRLF) line ends; write LF only")
             continue
         lines = text.split("\n")
         if lines and lines[-1] == "":
@@ -144,13 +194,42 @@ def validate(source: Path, glue_bin: Path, allow_missing: bool = False) -> List[
     return problems
 
 
-def make_zip(folder: Path, zip_path: Path) -> Path:
-    """The files at the top level of the archive, as the server expects."""
+def make_zip(files: Sequence[Path], zip_path: Path) -> Path:
+    """Exactly ``files``, at the top level of the archive, as the server expects."""
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in SUBMISSION_FILES:
-            if (folder / name).is_file():
-                archive.write(folder / name, arcname=name)
+        for path in files:
+            archive.write(path, arcname=path.name)
     return zip_path
+
+
+def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path: Path, allow_missing: bool,
+          **predict_kwargs) -> List[Path]:
+    """Write, check and zip the submission aside; move folder and zip into place only when both are valid."""
+    files = plan(glue_bin, checkpoints, allow_missing)
+    if not files:
+        raise ValueError("no submission file can be written (see the lines above)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    staged_zip = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.building")
+    try:
+        written = write_submission(glue_bin, checkpoints, staging, files, **predict_kwargs)
+        _check(validate(staging, glue_bin, allow_missing), out)
+        make_zip(written, staged_zip)
+        _check(validate(staged_zip, glue_bin, allow_missing), zip_path)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            os.replace(out, old)
+        os.replace(staging, out)
+        os.replace(staged_zip, zip_path)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if staged_zip.exists():
+            staged_zip.unlink()
+    return [out / p.name for p in written]
 
 
 def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:
@@ -169,11 +248,16 @@ def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:
 
 def _check(problems: List[str], what: Path) -> None:
     if problems:
-        raise SubmissionError(f"{what}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+        raise SubmissionError(f"{what}: {len(problems)} problem(s): " + "; ".join(problems))
+
+
+PROG = "python -m fairseq_freelb.glue.submission"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fairseq_freelb.glue.submission", description=__doc__.split("\n")[0])
+    from fairseq_freelb.glue.predict import add_checkpoint_flags
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--glue-bin", required=True, help="folder of <TASK>-bin folders (preprocess --out)")
     parser.add_argument("--checkpoints", action="append", default=[],
                         help="TASK=ckpt[,ckpt...]: the model(s) for a task; repeat per task. MNLI's also predict AX")
@@ -182,33 +266,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--allow-missing", action="store_true",
                         help="accept a partial submission (the server needs all 11 files)")
     parser.add_argument("--validate", default=None, metavar="ZIP_OR_FOLDER", help="only check an existing submission")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--cpu", action="store_true")
-    parser.add_argument("--fp16", action="store_true")
+    add_checkpoint_flags(parser)
     args = parser.parse_args(argv)
     glue_bin = Path(args.glue_bin)
-    try:
-        if args.validate:
-            _check(validate(Path(args.validate), glue_bin, args.allow_missing), Path(args.validate))
-            print(f"{args.validate}: valid GLUE submission")
-            return 0
-        checkpoints = parse_checkpoints(args.checkpoints)
-        if not checkpoints:
-            raise ValueError("give --checkpoints TASK=path for each task")
-        missing = [t for t in TASKS if t not in checkpoints]
-        if missing and not args.allow_missing:
-            raise ValueError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
-        out = Path(args.out)
-        write_submission(glue_bin, checkpoints, out, args.batch_size, args.cpu, args.fp16)
-        _check(validate(out, glue_bin, args.allow_missing), out)
-        zip_path = make_zip(out, Path(args.zip) if args.zip else Path(f"{out}.zip"))
-        _check(validate(zip_path, glue_bin, args.allow_missing), zip_path)
-        print(f"wrote {zip_path} ({len(_members(zip_path))} files); checked: file set, headers, counts, ids, labels")
-    except (SubmissionError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"fairseq_freelb.glue.submission: error: {exc}", file=sys.stderr)
-        return 1
+    if args.validate:
+        _check(validate(Path(args.validate), glue_bin, args.allow_missing), Path(args.validate))
+        print(f"{args.validate}: valid GLUE submission")
+        return 0
+    checkpoints = parse_checkpoints(args.checkpoints)
+    if not checkpoints:
+        raise ValueError("give --checkpoints TASK=path for each task")
+    missing = [t for t in TASKS if t not in checkpoints]
+    if missing and not args.allow_missing:
+        raise ValueError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
+    out = Path(args.out)
+    zip_path = Path(args.zip) if args.zip else Path(f"{out}.zip")
+    written = build(glue_bin, checkpoints, out, zip_path, args.allow_missing, batch_size=args.batch_size, cpu=args.cpu,
+                    fp16=args.fp16, trust_label_dict=args.trust_label_dict)
+    print(f"wrote {out}/ and {zip_path} ({len(written)} files: {', '.join(p.name for p in written)}); "
+          "checked: file set, headers, counts, ids, labels")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(PROG, main, errors=(SubmissionError, ValueError, FileNotFoundError, KeyError)))
