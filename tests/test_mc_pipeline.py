@@ -88,9 +88,9 @@ def test_race_then_arc_multitask_pipeline(tmp_path):
     arc = mc_fixtures.make_arc(raw)
     obqa = mc_fixtures.make_obqa(raw)
     race, arc_data = tmp_path / "race", tmp_path / "arc"
-    _sh("examples/arc/preprocess.sh", RACE_DIR=race_dir, ARC_DIR=raw, OBQA_DIR=raw / "OpenBookQA",
-        RACE_DEST=race, ARC_DEST=arc_data, MAX_POSITIONS=128)
-    summary = __import__("json").loads((arc_data / "preprocess.json").read_text())
+    _sh("examples/arc/preprocess.sh", RACE_DIR=race_dir, ARC_DIR=raw, OBQA_DIR=obqa["main"],
+        RACE_DEST=race, ARC_DEST=arc_data)
+    summary = __import__("json").loads((arc_data / "preprocess.json").read_text())["splits"]
     assert summary["train"]["sources"] == {"ARC-Easy-Train": 16, "ARC-Challenge-Train": 16, "OpenBookQA-train": 16}
     assert summary["train"]["choices_per_question"] == {"3": 8, "4": 32, "5": 8}
 
