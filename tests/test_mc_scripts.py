@@ -93,3 +93,19 @@ def test_validation_covers_every_dev_question(script, mc_data):
 def test_smoke_preprocessing_checks_the_training_length(script, mc_data):
     summary = json.loads((mc_data[script] / "preprocess.json").read_text())
     assert summary["max_positions"] == int(_flag(_train_command(script, mc_data[script]), "--max-positions")) == 128
+
+
+def test_smoke_preprocessing_refuses_what_smoke_training_could_not_load(tmp_path):
+    """A question + answer of about 200 tokens fits 512 but not SMOKE training's 128: preprocessing says so."""
+    files = mc_fixtures.make_csqa(tmp_path / "raw")
+    lines = files["train_rand_split"].read_text().splitlines()
+    row = json.loads(lines[2])
+    row["question"]["stem"] = "Where would you keep it? " * 35
+    lines[2] = json.dumps(row)
+    files["train_rand_split"].write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(["bash", str(REPO / "examples/csqa/preprocess.sh")], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHON=sys.executable, SMOKE="1", CSQA_DIR=str(tmp_path / "raw"),
+                                   DEST=str(tmp_path / "data")))
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].endswith("more than --max-positions 128")
+    assert f"{files['train_rand_split']}:3: question and choice" in proc.stderr

@@ -46,7 +46,10 @@ if [[ -z "${DICT:-}" ]]; then
                                     "$OBQA_DIR/test$OBQA_SUFFIX.jsonl")
   DICT_DIR=$(mktemp -d)
   trap 'rm -rf "$DICT_DIR"' EXIT
-  mc_preprocess --destdir "$DICT_DIR" --build-dict --split-name "$(IFS=,; echo "all=${ALL[*]}")"
+  # One split per input, so that a labelled and an unlabelled file need not agree on answerKey.
+  SPLIT_ARGS=()
+  for k in "${!ALL[@]}"; do SPLIT_ARGS+=(--split-name "part$k=${ALL[$k]}"); done
+  mc_preprocess --destdir "$DICT_DIR" --build-dict "${SPLIT_ARGS[@]}"
   DICT="$DICT_DIR/dict.txt"
 fi
 

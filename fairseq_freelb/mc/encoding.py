@@ -144,5 +144,5 @@ def check_dictionary(saved: Dict[str, object], dictionary, dict_path: str) -> No
     if saved["mc_dictionary_sha1"] != ours["mc_dictionary_sha1"]:
         raise DictionaryMismatch(
             f"trained with another dictionary ({saved['mc_dictionary_size']} types) than {dict_path} "
-            f"({ours['mc_dictionary_size']} types with <mask>): this checkpoint does not match this data"
+            f"({ours['mc_dictionary_size']} types): this checkpoint does not match this data"
         )
