@@ -53,10 +53,10 @@ def make_csqa(root: Path, n_train=24, n_dev=8, n_test=8, seed=0) -> Dict[str, Pa
         for i in range(n):
             word = rng.choice(NOUNS)
             choices, key = _choices(rng, word, 5, list("ABCDE"))
-            row = {"id": f"{rng.getrandbits(64):016x}{name[:2]}{i}",
-                   "question": {"question_concept": word, "choices": choices, "stem": _stem(rng, word)}}
-            if labelled:
-                row["answerKey"] = key
+            # The release's key order: answerKey (labelled files only), id, question.
+            row = {"answerKey": key} if labelled else {}
+            row.update({"id": f"{rng.getrandbits(64):016x}{name[:2]}{i}",
+                        "question": {"question_concept": word, "choices": choices, "stem": _stem(rng, word)}})
             rows.append(row)
         out[name] = _write_jsonl(root / f"{name}.jsonl", rows)
     return out
@@ -70,6 +70,7 @@ def _arc_rows(rng: random.Random, prefix: str, n: int) -> List[Dict]:
         labels = layouts[i % len(layouts)]
         word = rng.choice(NOUNS)
         choices, key = _choices(rng, word, len(labels), labels)
+        choices = [{"text": c["text"], "label": c["label"]} for c in choices]  # ARC lists text before label
         rows.append({"id": f"{prefix}_{7000000 + i}", "question": {"stem": _stem(rng, word), "choices": choices},
                      "answerKey": key})
     return rows

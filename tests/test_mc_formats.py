@@ -227,3 +227,16 @@ def test_scoring_home_imports_neither_criterion_nor_task():
     assert {m for m in imports["scoring"] if m.startswith("fairseq")} == set()
     assert not any("criterions" in m for names in imports.values() for m in names)
     assert "fairseq_freelb.mc.scoring" in imports["inference"]
+
+
+def test_predictions_file_is_replaced_only_by_a_valid_one(tmp_path):
+    files = mc_fixtures.make_arc(tmp_path, n_dev=4)
+    questions = read_question_jsonl(str(files["ARC-Easy-Dev"]))
+    out = tmp_path / "pred.csv"
+    write_predictions(str(out), questions, [q.answer for q in questions])
+    good = out.read_text()
+    with pytest.raises(ValueError, match=r"not written, the predictions fail validation: .*answer 'Z' is not among"):
+        write_predictions(str(out), questions, ["Z"] + [q.answer for q in questions[1:]])
+    assert out.read_text() == good and sorted(p.name for p in tmp_path.iterdir()) == ["ARC-Challenge", "ARC-Easy", "pred.csv"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_predictions(str(tmp_path / "missing" / "pred.csv"), questions, [q.answer for q in questions])

@@ -211,3 +211,15 @@ def test_predict_group_selects_one_leaderboard(tmp_path):
     with pytest.raises(ValueError, match=r"--group ARC-Hard: no question of split 'test' belongs to it; its groups: "
                                          r"ARC-Challenge, ARC-Challenge-Test, ARC-Easy, ARC-Easy-Test"):
         select_group(questions, "ARC-Hard", "test")
+
+
+def test_task_warns_when_data_was_checked_at_another_length(tmp_path, capsys, caplog):
+    from fairseq_freelb.mc.preprocess_summary import warn_if_preprocessed_for_other_length
+
+    files = mc_fixtures.make_csqa(tmp_path / "raw")
+    assert _run(capsys, *_csqa_args(files, tmp_path / "data"))[0] == 0  # checked at 128
+    with caplog.at_level("WARNING"):
+        warn_if_preprocessed_for_other_length(str(tmp_path / "data"), 128)
+        assert caplog.text == ""
+        warn_if_preprocessed_for_other_length(str(tmp_path / "data"), 512)
+    assert "the data was checked at --max-positions 128, this run uses 512" in caplog.text

@@ -18,6 +18,8 @@ def write_predictions(path: str, questions: Sequence[Question], predictions: Seq
     if len(questions) != len(predictions):
         raise ValueError(f"{path}: {len(questions)} questions but {len(predictions)} predictions")
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--output {path}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:

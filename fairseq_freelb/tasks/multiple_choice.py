@@ -26,6 +26,7 @@ from omegaconf import II, MISSING
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
 from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, check_dictionary, dictionary_fingerprint
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, attach_contexts, read_contexts, read_split
+from fairseq_freelb.mc.preprocess_summary import warn_if_preprocessed_for_other_length
 from fairseq_freelb.train_step import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
     def setup_task(cls, cfg: MultipleChoiceConfig, **kwargs):
         dictionary = cls.load_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"dictionary: {len(dictionary)} types")
+        warn_if_preprocessed_for_other_length(cfg.data, cfg.max_positions)
         return cls(cfg, dictionary)
 
     @property
