@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Shared body of the multiple-choice training scripts (csqa/train.sh, arc/train_race.sh,
-# arc/train_arc.sh): sourced, not run.
+# Shared body of the multiple-choice scripts (csqa/*.sh, arc/*.sh): sourced, not run.
+#
+# MAX_POSITIONS: 512 (RoBERTa), 128 with SMOKE=1; preprocessing checks lengths and reports
+# truncation at the same value training uses.
 #
 # The caller sets DATA and SAVE_DIR, fills SCHEDULE (its optimizer schedule flags) and
 # MODEL_ARGS (via smoke_model or its own full-size flags), optionally RESTORE_ARGS, then calls
@@ -10,6 +12,7 @@
 #   starting values, to be tuned per task.
 # Flags given on the script's command line come last, so they override anything here.
 set -euo pipefail
+if [[ "${SMOKE:-0}" == 1 ]]; then MAX_POSITIONS=${MAX_POSITIONS:-128}; else MAX_POSITIONS=${MAX_POSITIONS:-512}; fi
 SEED=${SEED:-1}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-fairseq-train}
 ADV_METHOD=${ADV_METHOD:-freelb}
@@ -22,7 +25,7 @@ RESTORE_ARGS=()
 # SMOKE=1: a 2-layer, 32-dim RoBERTa from random init on CPU, to test the scripts end to end.
 smoke_model() {
   MODEL_ARGS=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64
-              --encoder-attention-heads 2 --max-positions "${MAX_POSITIONS:-128}" --cpu --num-workers 0)
+              --encoder-attention-heads 2 --max-positions "$MAX_POSITIONS" --cpu --num-workers 0)
   LOG_INTERVAL=${LOG_INTERVAL:-1}
 }
 
@@ -34,6 +37,9 @@ mc_train() {
     --dropout 0.1 --attention-dropout 0.1 --weight-decay 0.01
     --optimizer adam --adam-betas '(0.9, 0.98)' --adam-eps 1e-06 --clip-norm 0.0
     "${SCHEDULE[@]}"
+    # fairseq's default multiple of 8 drops the questions of a last partial batch,
+    # in training and in validation (checkpoint_best would be picked on part of dev).
+    --required-batch-size-multiple 1
     --adv-method "$ADV_METHOD" --adv-steps "$ADV_STEPS" --adv-lr "$ADV_LR"
     --adv-init-mag "$ADV_INIT_MAG" --adv-max-norm "$ADV_MAX_NORM"
     --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric

@@ -5,7 +5,11 @@
   no answerKey on test).
 * ARC: ``ARC-{Easy,Challenge}/ARC-{Easy,Challenge}-{Train,Dev,Test}.jsonl``, mixing
   4-choice A-D questions, numeric ``1``-``4`` labels, and 3- and 5-choice questions.
-* OpenBookQA: ``OpenBookQA/{train,dev,test}.jsonl`` (4 choices A-D).
+* OpenBookQA, as released (``OpenBookQA-V1-Sep2018.zip``):
+  ``OpenBookQA-V1-Sep2018/Data/Main/{train,dev,test}.jsonl`` (4 choices A-D,
+  ``text`` before ``label``, test labelled too) and
+  ``Data/Additional/{train,dev,test}_complete.jsonl`` (the same questions plus
+  ``fact1``, ``humanScore``, ``clarity``, ``turkIdAnonymized``).
 * RACE: ``RACE/{train,dev,test}/{high,middle}/<n>.txt``, one JSON object per
   article with several questions, some of them cloze (``_``).
 
@@ -49,10 +53,10 @@ def make_csqa(root: Path, n_train=24, n_dev=8, n_test=8, seed=0) -> Dict[str, Pa
         for i in range(n):
             word = rng.choice(NOUNS)
             choices, key = _choices(rng, word, 5, list("ABCDE"))
-            row = {"id": f"{rng.getrandbits(64):016x}{name[:2]}{i}",
-                   "question": {"question_concept": word, "choices": choices, "stem": _stem(rng, word)}}
-            if labelled:
-                row["answerKey"] = key
+            # The release's key order: answerKey (labelled files only), id, question.
+            row = {"answerKey": key} if labelled else {}
+            row.update({"id": f"{rng.getrandbits(64):016x}{name[:2]}{i}",
+                        "question": {"question_concept": word, "choices": choices, "stem": _stem(rng, word)}})
             rows.append(row)
         out[name] = _write_jsonl(root / f"{name}.jsonl", rows)
     return out
@@ -66,6 +70,7 @@ def _arc_rows(rng: random.Random, prefix: str, n: int) -> List[Dict]:
         labels = layouts[i % len(layouts)]
         word = rng.choice(NOUNS)
         choices, key = _choices(rng, word, len(labels), labels)
+        choices = [{"text": c["text"], "label": c["label"]} for c in choices]  # ARC lists text before label
         rows.append({"id": f"{prefix}_{7000000 + i}", "question": {"stem": _stem(rng, word), "choices": choices},
                      "answerKey": key})
     return rows
@@ -82,16 +87,24 @@ def make_arc(root: Path, n_train=16, n_dev=8, n_test=8, seed=1) -> Dict[str, Pat
 
 
 def make_obqa(root: Path, n_train=16, n_dev=8, n_test=8, seed=2) -> Dict[str, Path]:
+    """Main files under ``out["main"]`` (keys ``train``, ``dev``, ``test``), Additional ones under ``out["additional"]``."""
     rng = random.Random(seed)
-    out = {}
+    data = root / "OpenBookQA-V1-Sep2018" / "Data"
+    out = {"main": data / "Main", "additional": data / "Additional"}
     for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
-        rows = []
+        main, additional = [], []
         for i in range(n):
             word = rng.choice(NOUNS)
             choices, key = _choices(rng, word, 4, list("ABCD"))
-            rows.append({"id": f"{8 + len(split)}-{100 + i}", "question": {"stem": f"A {word} can be used to",
-                                                                         "choices": choices}, "answerKey": key})
-        out[split] = _write_jsonl(root / "OpenBookQA" / f"{split}.jsonl", rows)
+            choices = [{"text": c["text"], "label": c["label"]} for c in choices]
+            question = {"stem": f"A {word} can be used to", "choices": choices}
+            qid = f"{8 + len(split)}-{100 + i}"
+            main.append({"id": qid, "question": question, "answerKey": key})
+            additional.append({"id": qid, "question": question, "fact1": f"a {word} is a kind of {rng.choice(NOUNS)}",
+                               "humanScore": "1.00", "clarity": "2.00", "turkIdAnonymized": f"{rng.getrandbits(40):010x}",
+                               "answerKey": key})
+        out[split] = _write_jsonl(out["main"] / f"{split}.jsonl", main)
+        out[f"{split}_complete"] = _write_jsonl(out["additional"] / f"{split}_complete.jsonl", additional)
     return out
 
 

@@ -15,7 +15,8 @@ from fairseq_freelb.mc.formats import (
     read_question_jsonl,
     read_split,
 )
-from fairseq_freelb.mc.metrics import accuracy_by_group, validate_predictions, write_predictions
+from fairseq_freelb.mc.accuracy import accuracy_by_group
+from fairseq_freelb.mc.prediction_files import validate_predictions, write_predictions
 
 import mc_fixtures
 
@@ -95,9 +96,10 @@ def test_context_file_attaches_and_rejects_unknown_ids(tmp_path):
 
 @pytest.fixture(scope="module")
 def bpe(tmp_path_factory):
-    from fairseq_freelb.mc.encoding import GPT2Tokens, extract_gpt2_bpe
+    from fairseq_freelb.mc.encoding import GPT2Tokens
+    from fairseq_freelb.resources import gpt2_bpe_files
 
-    return GPT2Tokens(*extract_gpt2_bpe(str(tmp_path_factory.mktemp("bpe"))))
+    return GPT2Tokens(*map(str, gpt2_bpe_files(dest=tmp_path_factory.mktemp("bpe"))))
 
 
 def _dictionary_for(bpe, texts):
@@ -154,7 +156,7 @@ def test_missing_choices_get_no_perturbation_and_no_score(tmp_path):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    from fairseq_freelb.criterions.freelb_sentence_ranking import choice_scores
+    from fairseq_freelb.mc.scoring import choice_scores
     from fairseq_freelb.mc.dataset import MultipleChoiceDataset
     from utils import TINY_ROBERTA, write_dict
 
@@ -201,3 +203,40 @@ def test_accuracy_groups_and_predictions_validator(tmp_path):
     assert problems[0].startswith(f"{out}:1: id {questions[1].id!r}, expected {questions[0].id!r}")
     assert any(p.startswith(f"{out}:7: answer 'Z' is not among the labels") for p in problems)
     assert problems[-1].startswith(f"{out}: 7 lines for 8 questions")
+
+
+# --------------------------------------------------------------------------- one home for the scoring
+
+
+def test_scoring_home_imports_neither_criterion_nor_task():
+    """The loop criterion -> task -> mc -> mc.inference -> criterion is gone: scoring lives in mc.scoring."""
+    import ast
+
+    import fairseq_freelb.mc as mc
+
+    folder = Path(mc.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        imports[path.stem] = names
+    assert {m for m in imports["scoring"] if m.startswith("fairseq")} == set()
+    assert not any("criterions" in m for names in imports.values() for m in names)
+    assert "fairseq_freelb.mc.scoring" in imports["inference"]
+
+
+def test_predictions_file_is_replaced_only_by_a_valid_one(tmp_path):
+    files = mc_fixtures.make_arc(tmp_path, n_dev=4)
+    questions = read_question_jsonl(str(files["ARC-Easy-Dev"]))
+    out = tmp_path / "pred.csv"
+    write_predictions(str(out), questions, [q.answer for q in questions])
+    good = out.read_text()
+    with pytest.raises(ValueError, match=r"not written, the predictions fail validation: .*answer 'Z' is not among"):
+        write_predictions(str(out), questions, ["Z"] + [q.answer for q in questions[1:]])
+    assert out.read_text() == good and sorted(p.name for p in tmp_path.iterdir()) == ["ARC-Challenge", "ARC-Easy", "pred.csv"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_predictions(str(tmp_path / "missing" / "pred.csv"), questions, [q.answer for q in questions])

@@ -7,11 +7,13 @@ repository root (so ``--user-dir fairseq_freelb`` is this checkout).
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import mc_fixtures
 from utils import BIN
@@ -88,9 +90,9 @@ def test_race_then_arc_multitask_pipeline(tmp_path):
     arc = mc_fixtures.make_arc(raw)
     obqa = mc_fixtures.make_obqa(raw)
     race, arc_data = tmp_path / "race", tmp_path / "arc"
-    _sh("examples/arc/preprocess.sh", RACE_DIR=race_dir, ARC_DIR=raw, OBQA_DIR=raw / "OpenBookQA",
-        RACE_DEST=race, ARC_DEST=arc_data, MAX_POSITIONS=128)
-    summary = __import__("json").loads((arc_data / "preprocess.json").read_text())
+    _sh("examples/arc/preprocess.sh", RACE_DIR=race_dir, ARC_DIR=raw, OBQA_DIR=obqa["main"],
+        RACE_DEST=race, ARC_DEST=arc_data)
+    summary = __import__("json").loads((arc_data / "preprocess.json").read_text())["splits"]
     assert summary["train"]["sources"] == {"ARC-Easy-Train": 16, "ARC-Challenge-Train": 16, "OpenBookQA-train": 16}
     assert summary["train"]["choices_per_question"] == {"3": 8, "4": 32, "5": 8}
 
@@ -117,9 +119,54 @@ def test_race_then_arc_multitask_pipeline(tmp_path):
     assert set(answers) <= set("ABCDE1234")
     _check_ensemble_average(arc_data, [arc_best, race_best], answers)
 
+    # One file per leaderboard: ARC-Easy and ARC-Challenge are ranked separately.
+    for level in ("Easy", "Challenge"):
+        out = tmp_path / f"arc_{level}_test.csv"
+        _ok(_mc("predict", "--data", arc_data, "--split", "test", "--group", f"ARC-{level}", "--path", arc_best,
+                "--output", out, "--cpu"))
+        assert "OK, 8 predictions" in _ok(_mc("validate", out, "--questions", arc[f"ARC-{level}-Test"]))
+
     obqa_pred = tmp_path / "obqa_test.csv"
     _ok(_mc("predict", "--data", arc_data, "--split", "obqa_test", "--path", arc_best, "--output", obqa_pred, "--cpu"))
     assert "OK, 8 predictions" in _ok(_mc("validate", obqa_pred, "--questions", obqa["test"]))
+
+
+@pytest.mark.slow
+def test_checkpoint_on_other_data_is_refused_in_one_line(tmp_path):
+    """An ARC checkpoint on CSQA data, or on data whose dictionary has the same size but other tokens, or
+    (without a fingerprint) another size, stops with one line naming the checkpoint and the data.
+
+    The SMOKE dictionaries of the ARC and CSQA fixtures have the same size (45 types): before the
+    fingerprint this evaluated with exit code 0, every token id meaning another token."""
+    raw = tmp_path / "raw"
+    mc_fixtures.make_arc(raw)
+    mc_fixtures.make_csqa(raw / "csqa")
+    arc, csqa, permuted, bigger = (tmp_path / name for name in ("arc", "csqa", "arc_permuted", "arc_bigger"))
+    old = tmp_path / "before_fingerprints.pt"
+    _sh("examples/arc/preprocess.sh", ARC_DIR=raw, ARC_DEST=arc)
+    _sh("examples/csqa/preprocess.sh", CSQA_DIR=raw / "csqa", DEST=csqa)
+    _sh("examples/arc/train_arc.sh", DATA=arc, SAVE_DIR=tmp_path / "ck", TOTAL_UPDATES=1, ADV_METHOD="none")
+    best = tmp_path / "ck" / "checkpoint_best.pt"
+    _ok(_mc("evaluate", "--data", arc, "--split", "valid", "--path", best, "--cpu"))
+
+    shutil.copytree(arc, permuted)
+    symbols = (permuted / "dict.txt").read_text().splitlines()
+    (permuted / "dict.txt").write_text("\n".join(reversed(symbols)) + "\n")  # same size, ids mean other tokens
+    shutil.copytree(arc, bigger)
+    with open(bigger / "dict.txt", "a") as handle:
+        handle.write("extra1 1\nextra2 1\n")
+    # A checkpoint written before dictionary fingerprints: the weight shapes are what is left to check.
+    state = torch.load(best, map_location="cpu", weights_only=False)
+    state["task_state"] = {}
+    torch.save(state, old)
+    cases = [(best, csqa, "trained with another dictionary"), (best, permuted, "trained with another dictionary"),
+             (old, bigger, "its weights do not fit the model built for the data")]
+    for checkpoint, data, reason in cases:
+        proc = _mc("evaluate", "--data", data, "--split", "valid", "--path", checkpoint, "--cpu")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"python -m fairseq_freelb.mc.evaluate: error: {checkpoint}: {reason}")
+        assert str(data) in last and last.endswith("this checkpoint does not match this data")
 
 
 def _check_ensemble_average(data, checkpoints, answers):

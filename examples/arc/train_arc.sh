@@ -25,9 +25,9 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 else
   LR=${LR:-1e-5}; BATCH_SIZE=${BATCH_SIZE:-16}; TOTAL_UPDATES=${TOTAL_UPDATES:-5200}; WARMUP=${WARMUP:-312}
   [[ ${#RESTORE_ARGS[@]} -gt 0 ]] || { echo "set RESTORE to the RACE checkpoint (or roberta.large/model.pt)" >&2; exit 1; }
-  MODEL_ARGS=(--arch roberta_large --max-positions "${MAX_POSITIONS:-512}" ${PRECISION:---fp16})
+  MODEL_ARGS=(--arch roberta_large --max-positions "$MAX_POSITIONS" ${PRECISION:---fp16})
   LOG_INTERVAL=${LOG_INTERVAL:-50}
 fi
 SCHEDULE=(--lr-scheduler polynomial_decay --lr "$LR" --warmup-updates "$WARMUP" --total-num-update "$TOTAL_UPDATES"
-          --batch-size "$BATCH_SIZE" --required-batch-size-multiple 1 --max-update "$TOTAL_UPDATES")
+          --batch-size "$BATCH_SIZE" --max-update "$TOTAL_UPDATES")
 mc_train "$@"

@@ -19,11 +19,11 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 else
   LR=${LR:-1e-5}; BATCH_SIZE=${BATCH_SIZE:-1}; UPDATE_FREQ=${UPDATE_FREQ:-16}; MAX_EPOCH=${MAX_EPOCH:-5}
   ROBERTA=${ROBERTA:?set ROBERTA to roberta.large/model.pt}
-  MODEL_ARGS=(--arch roberta_large --max-positions "${MAX_POSITIONS:-512}"
+  MODEL_ARGS=(--arch roberta_large --max-positions "$MAX_POSITIONS"
               --restore-file "$ROBERTA" --reset-optimizer --reset-dataloader --reset-meters
               ${PRECISION:---fp16 --fp16-init-scale 4 --threshold-loss-scale 1 --fp16-scale-window 128})
   LOG_INTERVAL=${LOG_INTERVAL:-100}
 fi
 SCHEDULE=(--lr-scheduler fixed --lr "$LR"
-          --batch-size "$BATCH_SIZE" --required-batch-size-multiple 1 --update-freq "$UPDATE_FREQ" --max-epoch "$MAX_EPOCH")
+          --batch-size "$BATCH_SIZE" --update-freq "$UPDATE_FREQ" --max-epoch "$MAX_EPOCH")
 mc_train "$@"

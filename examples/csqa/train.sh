@@ -19,7 +19,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 else
   LR=${LR:-1e-5}; BATCH_SIZE=${BATCH_SIZE:-16}; MAX_UPDATE=${MAX_UPDATE:-3000}; WARMUP=${WARMUP:-150}
   ROBERTA=${ROBERTA:?set ROBERTA to roberta.large/model.pt}
-  MODEL_ARGS=(--arch roberta_large --max-positions "${MAX_POSITIONS:-512}"
+  MODEL_ARGS=(--arch roberta_large --max-positions "$MAX_POSITIONS"
               --restore-file "$ROBERTA" --reset-optimizer --reset-dataloader --reset-meters
               ${PRECISION:---fp16})
   LOG_INTERVAL=${LOG_INTERVAL:-25}

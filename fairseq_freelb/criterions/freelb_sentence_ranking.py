@@ -16,9 +16,8 @@ choices are excluded from that group (:meth:`adversarial_masks`).
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
-import torch
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
@@ -31,6 +30,7 @@ from fairseq_freelb.config import (
     validate_adversarial_config,
 )
 from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.mc.scoring import candidate_inputs, choice_scores, present_choices
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
@@ -40,38 +40,6 @@ class FreeLBSentenceRankingConfig(AdversarialConfig):
         default="sentence_classification_head",
         metadata={"help": "name of the ranking head (one score per candidate sequence)"},
     )
-
-
-def candidate_inputs(sample) -> List[dict]:
-    """``net_input1`` .. ``net_inputC`` of a ranking batch, in order."""
-    inputs, c = [], 1
-    while f"net_input{c}" in sample:
-        inputs.append(sample[f"net_input{c}"])
-        c += 1
-    return inputs
-
-
-def present_choices(sample) -> Optional[Tensor]:
-    """(B, C) bool of the real choices, or None when every question has all C."""
-    return sample.get("choice_mask")
-
-
-def choice_scores(model, sample, head_name: str) -> Tensor:
-    """(B, C) float32 choice scores, one model call per candidate; missing choices are -inf."""
-    if head_name not in getattr(model, "classification_heads", {}):
-        raise ValueError(
-            f"model has no ranking head {head_name!r} (--ranking-head-name); "
-            "--task multiple_choice and sentence_ranking register it"
-        )
-    columns = [
-        model(**net_input, features_only=True, classification_head_name=head_name)[0]
-        for net_input in candidate_inputs(sample)
-    ]
-    logits = torch.cat(columns, dim=1).float()
-    present = present_choices(sample)
-    if present is not None:
-        logits = logits.masked_fill(~present.to(logits.device), float("-inf"))
-    return logits
 
 
 def _supported_task(task) -> bool:

