@@ -1,0 +1,196 @@
+"""The training runs: which settings exist, the ``fairseq-train`` command of one run, and reading its log.
+
+A run is one setting (vanilla, a FreeLB point of the grid, or a baseline)
+trained with one seed. Every run validates after every epoch on the
+selection half (fairseq subset ``valid``) and the held-out half
+(``valid1``); :func:`run_training` reads both accuracies per epoch, fairseq's
+``train_wall`` and the adversary's epoch averages from the JSON log.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from fairseq_freelb.commands import CommandError
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A named method configuration; ``passes`` = forward/backward passes per minibatch (for time estimates)."""
+
+    name: str
+    method: str
+    flags: tuple
+    passes: int
+    updates_per_batch: int = 1  # FreeAT replays each minibatch K times, each replay an optimizer update
+
+
+def _adv(method: str, k: int, lr: float, max_norm: float, init: float, *extra: str) -> tuple:
+    return ("--adv-method", method, "--adv-steps", str(k), "--adv-lr", str(lr), "--adv-max-norm", str(max_norm),
+            "--adv-init-mag", str(init), "--adv-norm-type", "l2", *extra)
+
+
+VANILLA = Setting("vanilla", "none", ("--adv-method", "none"), 1)
+# The FreeLB grid: the three 4-epoch settings of issue 11's GPU table (the first is the row of the
+# paper's Table 7 for RTE). Names: K ascent passes, step alpha, radius epsilon, init magnitude M.
+FREELB_GRID = [
+    Setting("freelb-k3-a0.03-e0.15-m0.1", "freelb", _adv("freelb", 3, 0.03, 0.15, 0.1), 3),
+    Setting("freelb-k2-a0.03-e0.1-m0.05", "freelb", _adv("freelb", 2, 0.03, 0.1, 0.05), 2),
+    Setting("freelb-k3-a0.01-e0.03-m0.01", "freelb", _adv("freelb", 3, 0.01, 0.03, 0.01), 3),
+]
+# One row per baseline (--methods), at the cost of FreeLB-3 and the RTE row's step and radius; not tuned.
+BASELINES = {
+    "pgd": Setting("pgd-k2-a0.03-e0.15-m0.1", "pgd", _adv("pgd", 2, 0.03, 0.15, 0.1), 3),
+    "freeat": Setting("freeat-k3-a0.03-e0.15-m0.1", "freeat", _adv("freeat", 3, 0.03, 0.15, 0.1), 3, 3),
+    "yopo": Setting("yopo-3-3-a0.03-e0.15-m0.1", "yopo",
+                    _adv("yopo", 3, 0.03, 0.15, 0.1, "--yopo-inner-steps", "3"), 3),
+}
+METHOD_FAMILIES = ("vanilla", "freelb", *BASELINES)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_fraction: float = 0.06
+
+
+@dataclass
+class RunResult:
+    setting: str
+    seed: int
+    selection: List[float]  # accuracy (%) after each epoch, on the selection half
+    heldout: List[float]  # the same on the held-out half
+    updates: int
+    seconds_per_update: float  # fairseq's train_wall / num_updates
+    wall_seconds: float
+    adversary: Dict[str, float] = field(default_factory=dict)  # last epoch's adv_loss_init/last, adv_delta_norm
+
+    @property
+    def key(self) -> str:
+        return run_key(self.setting, self.seed)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def run_key(setting: str, seed: int) -> str:
+    return f"{setting}/seed{seed}"
+
+
+def batches_per_epoch(train_size: int, batch_size: int) -> int:
+    return -(-train_size // batch_size)
+
+
+def train_command(info: dict, setting: Setting, seed: int, schedule: Schedule, save_dir: Path, device: str,
+                  valid_subsets: str = "valid,valid1", extra: Sequence[str] = ()) -> List[str]:
+    """``fairseq-train`` from the converted MiniLM: Adam (0.9, 0.98), weight decay 0.1, polynomial decay with warmup."""
+    from fairseq_freelb import convert_hf
+
+    updates = schedule.epochs * batches_per_epoch(info["sizes"]["train"], schedule.batch_size) * setting.updates_per_batch
+    device_flags = ["--fp16"] if device == "cuda" else ["--cpu"]
+    return [
+        str(Path(sys.executable).parent / "fairseq-train"), info["data_dir"],
+        "--user-dir", "fairseq_freelb",
+        "--task", "sentence_prediction", "--criterion", "freelb_sentence_prediction",
+        "--num-classes", "2", "--init-token", "0", "--separator-token", "2",
+        *convert_hf.train_args(info["model_dir"]),
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.1",
+        "--clip-norm", "0.0",
+        "--lr", str(schedule.lr), "--lr-scheduler", "polynomial_decay",
+        "--warmup-updates", str(max(1, round(schedule.warmup_fraction * updates))), "--total-num-update", str(updates),
+        "--max-update", str(updates), "--max-epoch", str(schedule.epochs),
+        "--batch-size", str(schedule.batch_size), "--required-batch-size-multiple", "1",
+        "--valid-subset", valid_subsets,
+        "--seed", str(seed), *device_flags, "--num-workers", "0",
+        "--save-dir", str(save_dir), "--no-save",
+        "--log-format", "json", "--log-interval", "10", "--no-progress-bar",
+        *setting.flags, *extra,
+    ]
+
+
+def json_payload(line: str) -> Optional[dict]:
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        return json.loads(line[start:])
+    except json.JSONDecodeError:
+        return None
+
+
+def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path, threads: int,
+                 echo=print, validated_epochs: Optional[Sequence[int]] = None) -> RunResult:
+    """Run fairseq-train, echo one line per epoch and subset, and read the per-epoch accuracies."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.time()
+    # The subsets this command validates on (fairseq-train's --valid-subset): each must be logged every time.
+    accuracy: Dict[str, Dict[int, float]] = {name: {} for name in list(cmd)[list(cmd).index("--valid-subset") + 1].split(",")}
+    last_train = None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"[{setting.name} seed {seed}]"
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            payload = json_payload(line) if "| INFO |" in line else None
+            if payload is None:
+                continue
+            for subset in accuracy:
+                if f"| {subset} |" in line:
+                    epoch = int(payload["epoch"])
+                    accuracy[subset][epoch] = float(payload[f"{subset}_accuracy"])
+                    name = "selection" if subset == "valid" else "held-out"
+                    echo(f"  {tag} epoch {epoch}: {name} accuracy {accuracy[subset][epoch]:.2f}% "
+                         f"({time.time() - start:.0f}s)")
+            if "| train |" in line:
+                last_train = payload
+        proc.wait()
+    if proc.returncode != 0:
+        lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        raise CommandError(f"fairseq-train ({setting.name}, seed {seed}) failed with exit code {proc.returncode}: "
+                           f"{lines[-1] if lines else '(no output)'} (log {log_path})")
+    return finish_result(setting, seed, accuracy, last_train, log_path, time.time() - start, validated_epochs)
+
+
+def finish_result(setting: Setting, seed: int, accuracy: Dict[str, Dict[int, float]], last_train: Optional[dict],
+                  log_path: Path, wall: float, validated_epochs: Optional[Sequence[int]] = None) -> RunResult:
+    """Check that each subset the command asked for was validated after the expected epochs, then build the result.
+
+    ``validated_epochs`` defaults to every epoch, 1..last.
+    """
+    if last_train is None:
+        raise CommandError(f"{log_path}: no train summary in fairseq-train's log")
+    epochs = int(last_train["epoch"])
+    expected = list(validated_epochs or range(1, epochs + 1))
+    for subset, by_epoch in accuracy.items():
+        if sorted(by_epoch) != expected:
+            raise CommandError(f"{log_path}: {subset} validated after epochs {sorted(by_epoch)}, expected {expected}")
+    updates = int(last_train["train_num_updates"])
+    adversary = {key: float(last_train[f"train_{key}"]) for key in ("adv_loss_init", "adv_loss_last", "adv_delta_norm")
+                 if f"train_{key}" in last_train}
+    return RunResult(
+        setting=setting.name, seed=seed,
+        selection=[accuracy.get("valid", {})[e] for e in sorted(accuracy.get("valid", {}))],
+        heldout=[accuracy.get("valid1", {})[e] for e in sorted(accuracy.get("valid1", {}))],
+        updates=updates, seconds_per_update=float(last_train["train_train_wall"]) / max(updates, 1),
+        wall_seconds=wall, adversary=adversary,
+    )
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when torch sees a device, else CPU; ``cuda`` without one is refused in one line."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda: torch sees no CUDA device (use --device cpu or auto)")
+    return device
