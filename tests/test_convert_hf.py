@@ -305,3 +305,19 @@ def test_load_converted_is_deterministic(tiny_bert):
     tokens = hub.encode(SENTENCES[0])
     first, second = hub.extract_features(tokens), hub.extract_features(tokens)
     assert torch.equal(first, second)
+
+
+def test_reconversion_replaces_the_folder_and_records_its_final_paths(tmp_path, tiny_bert):
+    import shutil
+
+    hf_dir, good = tiny_bert
+    out = tmp_path / "fairseq"
+    shutil.copytree(good, out)
+    (out / "dict.txt").write_text("stale 1\n")
+    convert_hf.convert_folder(hf_dir, out)
+    assert (out / "dict.txt").read_bytes() == (good / "dict.txt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fairseq"]  # no staging or old folder left
+    # Built in a temporary folder, the checkpoint still names OUT_DIR's own files.
+    cfg = torch.load(out / "model.pt", weights_only=False)["cfg"]
+    assert cfg["task"]["data"] == str(out.resolve())
+    assert cfg["bpe"]["bpe_vocab_file"] == str(out.resolve() / "vocab.txt")
