@@ -116,6 +116,24 @@ def test_unknown_type_gets_the_weights_only_advice(tmp_path, capsys):
     assert via_fairseq(path, capsys) == f"prog: error: {message}"
 
 
+class CallsPrint:
+    """Pickles as a call of ``print``: what a hostile checkpoint looks like (refused, never called)."""
+
+    def __reduce__(self):
+        return (print, ("this must not be printed",))
+
+
+def test_hostile_builtin_is_named_with_the_advice(tmp_path, capsys):
+    path = tmp_path / "hostile.pt"
+    torch.save({"model": {}, "extra_state": CallsPrint()}, path)
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load_checkpoint(str(path))
+    assert "this must not be printed" not in capsys.readouterr().out
+    line = via_fairseq(path, capsys)
+    assert line == (f"prog: error: {path}: contains the type builtins.print, which is not among the types fairseq "
+                    f"checkpoints need; {checkpoint.TRUST_HINT}")
+
+
 def test_explain_refusal_finds_the_file_in_the_traceback(tmp_path):
     """The plugin's excepthook has only the exception; the file comes from torch.load's frame."""
     text = tmp_path / "notes.pt"

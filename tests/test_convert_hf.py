@@ -104,6 +104,7 @@ def finetune(out_dir: Path, work: Path, model_type: str) -> Path:
         "--num-classes", "2", "--init-token", "0", "--separator-token", "2",
         *convert_hf.train_args(out_dir),
         "--optimizer", "adam", "--lr", "1e-5", "--lr-scheduler", "fixed", "--batch-size", "8",
+        "--required-batch-size-multiple", "1",  # no example dropped (the plugin refuses runs that drop some)
         "--max-update", "3", "--save-dir", str(save), "--no-epoch-checkpoints",
         "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
         "--seed", "1", "--cpu", "--num-workers", "0",

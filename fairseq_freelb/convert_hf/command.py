@@ -38,7 +38,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = Path(args.out_dir).resolve()
     print(f"wrote {out}/model.pt and {out}/dict.txt ({len(meta['source_ids'])} symbols with <mask>)")
     flags = train_args(out, allow_unverified=args.no_verify)
-    print("fine-tune with: fairseq-train DATA-bin --user-dir fairseq_freelb " + " ".join(flags) + " ...")
+    print("fine-tune with: fairseq-train DATA-bin --user-dir fairseq_freelb " + " ".join(flags)
+          + " --required-batch-size-multiple 1 ...")  # every example in every batch
     return 0
 
 
