@@ -322,3 +322,16 @@ def test_reconversion_replaces_the_folder_and_records_its_final_paths(tmp_path, 
     cfg = torch.load(out / "model.pt", weights_only=False)["cfg"]
     assert cfg["task"]["data"] == str(out.resolve())
     assert cfg["bpe"]["bpe_vocab_file"] == str(out.resolve() / "vocab.txt")
+
+
+def test_output_folder_keeps_the_umask(tmp_path, tiny_bert):
+    import os
+    import stat
+
+    hf_dir, _ = tiny_bert
+    old = os.umask(0o022)
+    try:
+        convert_hf.convert_folder(hf_dir, tmp_path / "out", check=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # as mkdir makes it, not a temp folder's 0700
