@@ -11,6 +11,7 @@ type that really exists but is not allow-listed.
 """
 
 import argparse
+import builtins
 import os
 import pickle
 import re
@@ -95,8 +96,10 @@ def _exists(dotted: str) -> Optional[bool]:
     Nothing is imported here: the name comes from a file that may be hostile or damaged.
     """
     parts = dotted.split(".")
-    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+    if not all(part.isidentifier() for part in parts):
         return False
+    if len(parts) == 1:  # torch names builtins without their module ("print")
+        return hasattr(builtins, dotted)
     for cut in range(len(parts) - 1, 0, -1):
         module = sys.modules.get(".".join(parts[:cut]))
         if module is not None:
@@ -171,6 +174,7 @@ def _cause_from_exception(exc: BaseException) -> str:
     if name is not None:
         exists = _exists(name)
         if exists:
+            name = f"builtins.{name}" if "." not in name else name
             return f"contains the type {name}, which is not among the types fairseq checkpoints need; {TRUST_HINT}"
         if exists is None:
             return (

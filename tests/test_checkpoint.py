@@ -116,6 +116,24 @@ def test_unknown_type_gets_the_weights_only_advice(tmp_path, capsys):
     assert via_fairseq(path, capsys) == f"prog: error: {message}"
 
 
+class CallsPrint:
+    """Pickles as a call of ``print``: what a hostile checkpoint looks like (refused, never called)."""
+
+    def __reduce__(self):
+        return (print, ("this must not be printed",))
+
+
+def test_hostile_builtin_is_named_with_the_advice(tmp_path, capsys):
+    path = tmp_path / "hostile.pt"
+    torch.save({"model": {}, "extra_state": CallsPrint()}, path)
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load_checkpoint(str(path))
+    assert "this must not be printed" not in capsys.readouterr().out
+    line = via_fairseq(path, capsys)
+    assert line == (f"prog: error: {path}: contains the type builtins.print, which is not among the types fairseq "
+                    f"checkpoints need; {checkpoint.TRUST_HINT}")
+
+
 def test_explain_refusal_finds_the_file_in_the_traceback(tmp_path):
     """The plugin's excepthook has only the exception; the file comes from torch.load's frame."""
     text = tmp_path / "notes.pt"
@@ -128,3 +146,29 @@ def test_explain_refusal_finds_the_file_in_the_traceback(tmp_path):
     else:
         pytest.fail("torch loaded a text file")
     assert not checkpoint.is_checkpoint_load_failure(ValueError("unrelated"))
+
+
+@pytest.mark.slow
+def test_fairseq_train_restore_file_names_the_real_cause(tmp_path, real_checkpoint):
+    """``fairseq-train --user-dir fairseq_freelb --restore-file``: the last line of stderr is the diagnosis."""
+    from utils import fairseq_train_cmd, make_sentence_prediction_data, run
+
+    data_bin = make_sentence_prediction_data(tmp_path / "data")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(real_checkpoint.read_bytes()[:4000])
+    text = tmp_path / "notes.pt"
+    text.write_text("checkpoint_best.pt was copied to the cluster\n")
+    expected = {
+        cut: f"{cut}: truncated or corrupt: a zip archive (torch's checkpoint format) whose end is missing (4000 bytes)",
+        text: f"{text}: a text file, not a torch checkpoint (it begins 'checkpoint_best.pt was copied to the cluster')",
+    }
+    for path, message in expected.items():
+        cmd = fairseq_train_cmd(data_bin, tmp_path / "ckpt", [
+            "--restore-file", str(path), "--reset-optimizer", "--max-update", "1", "--no-save",
+            "--required-batch-size-multiple", "1", "--adv-steps", "2", "--adv-lr", "0.1",
+        ])
+        proc = run(cmd, cwd=tmp_path, check=False)
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"fairseq_freelb: error: {message}"), proc.stderr[-2000:]
+        assert HINT not in proc.stderr

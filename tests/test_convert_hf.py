@@ -104,6 +104,7 @@ def finetune(out_dir: Path, work: Path, model_type: str) -> Path:
         "--num-classes", "2", "--init-token", "0", "--separator-token", "2",
         *convert_hf.train_args(out_dir),
         "--optimizer", "adam", "--lr", "1e-5", "--lr-scheduler", "fixed", "--batch-size", "8",
+        "--required-batch-size-multiple", "1",  # no example dropped (the plugin refuses runs that drop some)
         "--max-update", "3", "--save-dir", str(save), "--no-epoch-checkpoints",
         "--log-format", "json", "--log-interval", "1", "--no-progress-bar",
         "--seed", "1", "--cpu", "--num-workers", "0",
@@ -305,3 +306,32 @@ def test_load_converted_is_deterministic(tiny_bert):
     tokens = hub.encode(SENTENCES[0])
     first, second = hub.extract_features(tokens), hub.extract_features(tokens)
     assert torch.equal(first, second)
+
+
+def test_reconversion_replaces_the_folder_and_records_its_final_paths(tmp_path, tiny_bert):
+    import shutil
+
+    hf_dir, good = tiny_bert
+    out = tmp_path / "fairseq"
+    shutil.copytree(good, out)
+    (out / "dict.txt").write_text("stale 1\n")
+    convert_hf.convert_folder(hf_dir, out)
+    assert (out / "dict.txt").read_bytes() == (good / "dict.txt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fairseq"]  # no staging or old folder left
+    # Built in a temporary folder, the checkpoint still names OUT_DIR's own files.
+    cfg = torch.load(out / "model.pt", weights_only=False)["cfg"]
+    assert cfg["task"]["data"] == str(out.resolve())
+    assert cfg["bpe"]["bpe_vocab_file"] == str(out.resolve() / "vocab.txt")
+
+
+def test_output_folder_keeps_the_umask(tmp_path, tiny_bert):
+    import os
+    import stat
+
+    hf_dir, _ = tiny_bert
+    old = os.umask(0o022)
+    try:
+        convert_hf.convert_folder(hf_dir, tmp_path / "out", check=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # as mkdir makes it, not a temp folder's 0700

@@ -28,7 +28,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the round-trip check through transformers (not recommended)")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", module="hydra")  # fairseq's cfg conversion: hydra 1.1 deprecations
+    # fairseq's cfg conversion warns through hydra; one warning is attributed to the caller's line
+    warnings.filterwarnings("ignore", module="hydra")  # hydra 1.1 deprecations raised inside hydra
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema")
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stdout, force=True)  # fairseq configures the root logger at import
     logging.getLogger("fairseq").setLevel(logging.WARNING)
@@ -36,7 +38,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = Path(args.out_dir).resolve()
     print(f"wrote {out}/model.pt and {out}/dict.txt ({len(meta['source_ids'])} symbols with <mask>)")
     flags = train_args(out, allow_unverified=args.no_verify)
-    print("fine-tune with: fairseq-train DATA-bin --user-dir fairseq_freelb " + " ".join(flags) + " ...")
+    print("fine-tune with: fairseq-train DATA-bin --user-dir fairseq_freelb " + " ".join(flags)
+          + " --required-batch-size-multiple 1 ...")  # every example in every batch
     return 0
 
 

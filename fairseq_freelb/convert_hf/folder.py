@@ -1,7 +1,7 @@
 """The converted folder as a whole: built aside, verified, then moved into place; and read back.
 
 ``convert_folder`` writes everything into a temporary folder next to ``OUT_DIR``
-(``.OUT_DIR-name.XXXX.tmp``), verifies it there, records the verification in
+(``.<name>.<pid>.<random>.tmp``), verifies it there, records the verification in
 ``convert_hf.json``, and only then swaps it in. A failed conversion or
 verification leaves ``OUT_DIR`` exactly as it was (an earlier good conversion
 survives). ``load_converted`` and ``train_args`` accept only a folder whose
@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import List
 
@@ -47,7 +47,10 @@ def _make_staging(out_dir: Path) -> Path:
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        # mkdir, not tempfile.mkdtemp: the folder keeps the user's umask (mkdtemp's is 0700).
+        staging = parent / f".{out_dir.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        staging.mkdir()
+        return staging
     except OSError as exc:
         raise ConversionError(f"{parent}: cannot create the output folder here ({exc.strerror})") from None
 
