@@ -58,6 +58,12 @@ CASES = [
     ("yopo", 1, dict(adv_lr=0.1, yopo_inner_steps=3), ["adv_lr", "yopo_inner_steps"]),
     ("yopo", 2, dict(adv_lr=0.1, yopo_inner_steps=3), []),
     ("yopo", 2, dict(yopo_inner_steps=3), ["yopo_inner_steps"]),  # --adv-lr 0: the inner steps never move delta
+    ("freelb", 1, dict(adv_begin_update=5), ["adv_begin_update"]),  # FreeLB-1 at delta = 0 is plain fine-tuning
+    ("freelb", 3, dict(adv_begin_update=5), ["adv_begin_update"]),
+    ("freelb", 3, dict(adv_begin_update=5, adv_resample_dropout=True), []),  # averages over K dropout masks
+    ("freelb", 1, dict(adv_begin_update=5, adv_init_mag=0.1), []),
+    ("pgd", 2, dict(adv_begin_update=5), ["adv_begin_update"]),
+    ("freeat", 2, dict(adv_begin_update=5), []),  # K updates per minibatch even at delta = 0
 ]
 
 
@@ -111,6 +117,8 @@ BEHAVIOUR = [
     ("freeat", 2, [], ["--adv-lr", "0.5"]),
     ("yopo", 1, [], ["--adv-lr", "0.5"]),
     ("yopo", 2, ["--adv-lr", "0.5"], ["--yopo-inner-steps", "3"]),
+    ("freelb", 1, [], ["--adv-begin-update", "5"]),
+    ("freelb", 2, ["--adv-lr", "0.5"], ["--adv-begin-update", "5"]),
 ]
 
 
