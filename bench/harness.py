@@ -123,10 +123,16 @@ def build_criterion(task, cfg, adv: dict):
     """
     from omegaconf import open_dict
 
+    from fairseq_freelb.config import AdversarialConfig, inert_flags
+
     criterion_cfg = copy.deepcopy(cfg.criterion)
     with open_dict(criterion_cfg):
         for key, value in adv.items():
             setattr(criterion_cfg, key, value)
+        # The sweep shares one --adv-* set; flags that cannot act at this method and K
+        # (e.g. --adv-lr at FreeLB-1) would be refused, and their defaults time the same.
+        for item in inert_flags(criterion_cfg):
+            setattr(criterion_cfg, item.field, getattr(AdversarialConfig, item.field))
     return task.build_criterion(criterion_cfg)
 
 

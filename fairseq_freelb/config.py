@@ -10,6 +10,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from typing import List
 
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
@@ -128,6 +129,15 @@ def _defaults() -> dict:
     return {name: fields[name].default for name in _FLAG_FIELDS}
 
 
+def inert_flags(cfg) -> List[flag_rules.InertFlag]:
+    """The ``--adv-*`` flags of ``cfg`` set away from their defaults that cannot act (:mod:`flag_rules`).
+
+    For callers that sweep methods and K over one flag set (the benchmark):
+    resetting these to their defaults changes nothing about training.
+    """
+    return flag_rules.inert_flags(_values(cfg), _defaults())
+
+
 def validate_adversarial_config(cfg) -> None:
     """Refuse bad ``--adv-*`` values in one line that names the flag; log what deserves a warning.
 
@@ -167,7 +177,7 @@ def validate_adversarial_config(cfg) -> None:
     need(int(cfg.yopo_inner_steps) >= 1, "--yopo-inner-steps", "must be >= 1", cfg.yopo_inner_steps)
 
     values = _values(cfg)
-    inert = flag_rules.inert_flags(values, _defaults())
+    inert = inert_flags(cfg)
     if inert and method == "none":
         logger.info("--adv-method none: ignoring %s (plain fine-tuning)", ", ".join(item.flag for item in inert))
     elif inert:

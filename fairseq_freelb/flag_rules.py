@@ -33,7 +33,11 @@ A flag acts only through one of these:
   ``--adv-method yopo``, K >= 2 and ``--adv-lr`` > 0.
 * ``--adv-resample-dropout`` redraws masks between passes: inert with one pass.
 * ``--adv-train-subset`` names the split FreeAT replays: inert for other methods.
-* ``--adv-steps`` and ``--adv-begin-update``: inert for ``--adv-method none`` only.
+* ``--adv-begin-update`` switches from plain fine-tuning to the method: inert
+  when the method's step at these values is plain fine-tuning anyway
+  (:func:`is_plain_fine_tuning`).
+* ``--adv-steps``: inert for ``--adv-method none`` only (K identical passes at
+  delta = 0 stay allowed: a documented control run).
 
 ``--adv-method none`` ignores every ``--adv-*`` flag by definition; the
 launch scripts' vanilla baselines (``ADV_METHOD=none``) and the robustness
@@ -140,6 +144,33 @@ def _method_only(v: Mapping) -> Optional[str]:
     return _none(v) if v["adv_method"] == "none" else None
 
 
+def is_plain_fine_tuning(v: Mapping) -> bool:
+    """Whether the method's step at these values gives plain fine-tuning's update: delta stays 0 and
+    nothing else differs (K identical passes average to the single pass's gradient)."""
+    method, k = v["adv_method"], v["adv_steps"]
+    if method == "none":
+        return True
+    if v["adv_init_mag"] > 0:
+        return False
+    if method == "pgd":  # the descent pass at delta = 0 alone makes the update
+        return v["adv_lr"] == 0
+    if method == "freeat":  # K >= 2 replays make K updates on one minibatch
+        return k == 1
+    moves = k >= 2 and v["adv_lr"] > 0
+    return not moves and not (k >= 2 and v["adv_resample_dropout"])
+
+
+def _begin_update(v: Mapping) -> Optional[str]:
+    if v["adv_method"] == "none":
+        return _none(v)
+    if is_plain_fine_tuning(v):
+        return (
+            f"--adv-method {v['adv_method']} at these flags already trains like plain fine-tuning (delta stays 0), "
+            "so there is nothing to begin; set --adv-lr and --adv-steps (or --adv-init-mag)"
+        )
+    return None
+
+
 # field name -> why the flag is inert for these values (None: it acts). Order = message order.
 INERT_RULES: Dict[str, Callable[[Mapping], Optional[str]]] = {
     "adv_steps": _method_only,
@@ -149,7 +180,7 @@ INERT_RULES: Dict[str, Callable[[Mapping], Optional[str]]] = {
     "adv_norm_type": _norm_type,
     "yopo_inner_steps": _yopo_inner,
     "adv_resample_dropout": _resample,
-    "adv_begin_update": _method_only,
+    "adv_begin_update": _begin_update,
     "adv_train_subset": _train_subset,
 }
 

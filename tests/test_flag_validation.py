@@ -58,6 +58,12 @@ CASES = [
     ("yopo", 1, dict(adv_lr=0.1, yopo_inner_steps=3), ["adv_lr", "yopo_inner_steps"]),
     ("yopo", 2, dict(adv_lr=0.1, yopo_inner_steps=3), []),
     ("yopo", 2, dict(yopo_inner_steps=3), ["yopo_inner_steps"]),  # --adv-lr 0: the inner steps never move delta
+    ("freelb", 1, dict(adv_begin_update=5), ["adv_begin_update"]),  # FreeLB-1 at delta = 0 is plain fine-tuning
+    ("freelb", 3, dict(adv_begin_update=5), ["adv_begin_update"]),
+    ("freelb", 3, dict(adv_begin_update=5, adv_resample_dropout=True), []),  # averages over K dropout masks
+    ("freelb", 1, dict(adv_begin_update=5, adv_init_mag=0.1), []),
+    ("pgd", 2, dict(adv_begin_update=5), ["adv_begin_update"]),
+    ("freeat", 2, dict(adv_begin_update=5), []),  # K updates per minibatch even at delta = 0
 ]
 
 
@@ -111,6 +117,8 @@ BEHAVIOUR = [
     ("freeat", 2, [], ["--adv-lr", "0.5"]),
     ("yopo", 1, [], ["--adv-lr", "0.5"]),
     ("yopo", 2, ["--adv-lr", "0.5"], ["--yopo-inner-steps", "3"]),
+    ("freelb", 1, [], ["--adv-begin-update", "5"]),
+    ("freelb", 2, ["--adv-lr", "0.5"], ["--adv-begin-update", "5"]),
 ]
 
 
@@ -269,6 +277,7 @@ def _stderr_lines(proc):
 )
 def test_fairseq_train_stops_with_the_plugins_line_last(tmp_path, sp_data, extra, message):
     save_dir = tmp_path / "ck"
+    extra = [*extra, "--required-batch-size-multiple", "1"]  # no dropped examples (issue 12, item 8)
     proc = run(fairseq_train_cmd(sp_data() / "data-bin", save_dir, extra), cwd=tmp_path, check=False)
     lines = _stderr_lines(proc)
     assert proc.returncode != 0, proc.stdout[-2000:]
