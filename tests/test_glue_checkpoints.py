@@ -19,7 +19,6 @@ def _data_bin(root, labels):
 
 
 def _adversarial_task(data, num_classes=2):
-    import fairseq_freelb  # noqa: F401  (registers the criterion)
     from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
     from fairseq_freelb.train_step import AdversarialTrainingMixin, make_adversarial

@@ -124,7 +124,10 @@ def load_ensemble(checkpoints: Sequence[str], data_bin: Path, glue_task: Optiona
     import torch
     from fairseq import checkpoint_utils
 
-    import fairseq_freelb  # noqa: F401  (allow-lists fairseq checkpoints for torch.load)
+    import fairseq_freelb  # noqa: F401  (registers the plugin's criteria and tasks that checkpoint configs name)
+    from fairseq_freelb.checkpoint import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()  # torch.load(weights_only=True) of fairseq checkpoints
 
     glue_task = glue_task or task_of(data_bin)
     for path in checkpoints:
