@@ -223,3 +223,23 @@ def test_task_warns_when_data_was_checked_at_another_length(tmp_path, capsys, ca
         assert caplog.text == ""
         warn_if_preprocessed_for_other_length(str(tmp_path / "data"), 512)
     assert "the data was checked at --max-positions 128, this run uses 512" in caplog.text
+
+
+def test_task_refuses_an_unlabelled_training_split(tmp_path, capsys):
+    """Reading official files directly (no preprocess): CSQA's unlabelled test file as train is refused."""
+    import shutil
+
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    files = mc_fixtures.make_csqa(tmp_path / "raw")
+    assert _run(capsys, *_csqa_args(files, tmp_path / "data"))[0] == 0
+    shutil.copyfile(files["test_rand_split_no_answers"], tmp_path / "data" / "train.jsonl")
+    args = options.parse_args_and_arch(options.get_training_parser(), [
+        str(tmp_path / "data"), "--task", "multiple_choice", "--criterion", "freelb_sentence_ranking",
+        "--arch", "roberta_base", "--max-positions", "128", "--cpu"])
+    task = tasks.setup_task(convert_namespace_to_omegaconf(args).task)
+    task.load_dataset("test")  # an unlabelled test split is fine
+    with pytest.raises(MultipleChoiceFormatError, match=rf"^{tmp_path / 'data' / 'train.jsonl'}:1: no answerKey, "
+                                                        r"but split 'train' needs one on every question"):
+        task.load_dataset("train")

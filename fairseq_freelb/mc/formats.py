@@ -174,7 +174,7 @@ def source_name(path: str) -> str:
         if name.endswith(ext):
             name = name[: -len(ext)]
             break
-    if name.lower().endswith("_complete"):
+    if name.lower().endswith("_complete") and name[: -len("_complete")].lower() in GENERIC_SPLIT_NAMES:
         name = name[: -len("_complete")]
     if name.lower() in GENERIC_SPLIT_NAMES:
         folder = os.path.dirname(os.path.abspath(path))

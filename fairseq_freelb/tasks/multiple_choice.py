@@ -108,9 +108,12 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
 
         questions = self.read_questions(split)
         labelled = [q.answer is not None for q in questions]
-        if any(labelled) and not all(labelled):
+        if (any(labelled) or split == "train") and not all(labelled):  # unlabelled training data would teach nothing
             first = questions[labelled.index(False)]
-            raise MultipleChoiceFormatError(f"{first.origin}: no answerKey, but other questions of split {split!r} have one")
+            raise MultipleChoiceFormatError(
+                f"{first.origin}: no answerKey, but split {split!r} needs one on "
+                f"{'every question' if split == 'train' else 'all of its questions or none'}"
+            )
         encoder = CandidateEncoder(self.dictionary, self.bpe, self.cfg.max_positions)
         candidates = [
             encoder.encode(q)
