@@ -8,8 +8,8 @@ loadable under torch's ``weights_only`` default (:mod:`fairseq_freelb.checkpoint
 import sys
 
 from fairseq_freelb import checkpoint as _checkpoint
-from fairseq_freelb import criterions, models, tasks  # noqa: F401  (registers with fairseq)
-from fairseq_freelb.config import AdversarialConfigError
+from fairseq_freelb.adapters import criterions, models, tasks  # noqa: F401  (registers with fairseq)
+from fairseq_freelb.adapters.config import AdversarialConfigError
 
 __version__ = "0.1.0"
 

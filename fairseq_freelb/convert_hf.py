@@ -47,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from fairseq_freelb.models.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
+from fairseq_freelb.adapters.models.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
 
 logger = logging.getLogger("fairseq_freelb.convert_hf")
 

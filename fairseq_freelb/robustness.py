@@ -16,8 +16,8 @@ correctly (Tables 5 and 8), with two choices of eps:
   attacked with that eps.
 
 The attack is PGD in token-embedding space: ``delta <- Pi_eps(delta + alpha *
-g / ||g||)`` (eq. 2, the normalised step of :func:`~fairseq_freelb.perturbation.ascent_step`,
-projection of :func:`~fairseq_freelb.perturbation.project_to_ball`), dropout off.
+g / ||g||)`` (eq. 2, the normalised step of :func:`~fairseq_freelb.core.perturbation.ascent_step`,
+projection of :func:`~fairseq_freelb.core.perturbation.project_to_ball`), dropout off.
 
 Usage::
 
@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 import fairseq_freelb  # noqa: F401  (registers the plugin; allow-lists fairseq checkpoints for torch.load)
-from fairseq_freelb.perturbation import NORM_TYPES, ascent_step, init_delta, per_example_norm, project_to_ball
+from fairseq_freelb.core.perturbation import NORM_TYPES, ascent_step, init_delta, per_example_norm, project_to_ball
 from fairseq_freelb.train_step import (
     AdversarialTrainingMixin,
     EmbeddingPerturbation,

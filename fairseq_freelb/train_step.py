@@ -21,8 +21,8 @@ from fairseq.data.iterators import CountingIterator
 from fairseq.optim.amp_optimizer import AMPOptimizer
 from torch import Tensor, nn
 
-from fairseq_freelb.config import AdversarialConfigError
-from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
+from fairseq_freelb.adapters.config import AdversarialConfigError
+from fairseq_freelb.core.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
 
 # --------------------------------------------------------------------------- model access
@@ -277,7 +277,7 @@ class ReplayEpochBatchIterator:
 class Adversary:
     """Runs one training step of the configured adversarial method.
 
-    ``cfg`` carries the ``--adv-*`` flags (:class:`fairseq_freelb.config.AdversarialConfig`).
+    ``cfg`` carries the ``--adv-*`` flags (:class:`fairseq_freelb.adapters.config.AdversarialConfig`).
     The criterion passed to :meth:`train_step` must provide ``adversarial_inputs(sample)``:
     the ``net_input`` dicts of its model calls for one minibatch, in call order
     (one for sentence prediction, C for a C-choice question). Their token

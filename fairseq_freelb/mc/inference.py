@@ -34,7 +34,7 @@ def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides:
     import fairseq_freelb  # noqa: F401  (registers the task; allow-lists checkpoint types)
     from fairseq import checkpoint_utils
 
-    from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
+    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
 
     for path in paths:
         if not os.path.isfile(path):
@@ -60,7 +60,7 @@ def choice_probabilities(models, task, split: str, batch_size: int = 8, head_nam
 
     from fairseq import utils
 
-    from fairseq_freelb.criterions.freelb_sentence_ranking import choice_scores
+    from fairseq_freelb.adapters.criterions.freelb_sentence_ranking import choice_scores
 
     dataset = task.datasets[split] if split in task.datasets else task.load_dataset(split)
     head = head_name or task.cfg.ranking_head_name

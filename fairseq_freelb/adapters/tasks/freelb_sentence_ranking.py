@@ -15,7 +15,7 @@ import os
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
-from fairseq_freelb.config import AdversarialConfigError
+from fairseq_freelb.adapters.config import AdversarialConfigError
 from fairseq_freelb.train_step import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
-from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
@@ -70,7 +70,7 @@ def choice_scores(model, sample, head_name: str) -> Tensor:
 
 
 def _supported_task(task) -> bool:
-    from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
+    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
 
     return isinstance(task, (SentenceRankingTask, MultipleChoiceTask))
 

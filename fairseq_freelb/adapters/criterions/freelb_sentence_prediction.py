@@ -28,8 +28,8 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
-from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.glue import metrics as glue_metrics
 from fairseq_freelb.train_step import Adversary, make_adversarial
 
