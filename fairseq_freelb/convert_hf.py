@@ -457,7 +457,10 @@ def _build_fairseq_model(cfg_container: dict, data_dir: Path):
 
 def write_output(ckpt: HFCheckpoint, conversion: Conversion, out_dir) -> Path:
     """Write dict.txt, the BPE files and model.pt (loaded back into a fairseq model as a check)."""
-    import fairseq_freelb  # noqa: F401  (fairseq checkpoint loading under torch >= 2.6)
+    import fairseq_freelb  # noqa: F401  (registers roberta_hf)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -534,7 +537,10 @@ def _verification_batch(out_dir: Path, bpe_args: Dict[str, object], max_len: int
 
 def verify(hf_dir, out_dir, tolerance: float = 1e-4) -> float:
     """Max |fairseq - Hugging Face| over the final hidden states of one batch; raises above ``tolerance``."""
-    import fairseq_freelb  # noqa: F401
+    import fairseq_freelb  # noqa: F401  (registers roberta_hf)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()
     from fairseq import checkpoint_utils
     import transformers
     from transformers import AutoModel
@@ -602,7 +608,10 @@ def load_converted(out_dir, **kwargs):
     ``RobertaModel.from_pretrained`` defaults to ``bpe="gpt2"`` with files from the internet;
     this passes the converted folder's own BPE settings instead.
     """
-    import fairseq_freelb  # noqa: F401
+    import fairseq_freelb  # noqa: F401  (registers roberta_hf)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()
     from fairseq.models.roberta import RobertaModel
 
     out_dir = Path(out_dir).resolve()

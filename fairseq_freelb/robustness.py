@@ -44,14 +44,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-import fairseq_freelb  # noqa: F401  (registers the plugin; allow-lists fairseq checkpoints for torch.load)
+import fairseq_freelb  # noqa: F401  (registers the plugin)
+from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
+from fairseq_freelb.core.contract import example_inputs
+from fairseq_freelb.core.model_access import token_embedding_module
+from fairseq_freelb.core.passes import EmbeddingPerturbation
 from fairseq_freelb.core.perturbation import NORM_TYPES, ascent_step, init_delta, per_example_norm, project_to_ball
-from fairseq_freelb.train_step import (
-    AdversarialTrainingMixin,
-    EmbeddingPerturbation,
-    example_inputs,
-    token_embedding_module,
-)
 
 logger = logging.getLogger("fairseq_freelb.robustness")
 
@@ -345,7 +344,7 @@ class EmbeddingAttack:
     # ----------------------------------------------------------- pieces
 
     def _masks(self, sample) -> List[Tensor]:
-        """The perturbed positions, exactly as in training (:func:`~fairseq_freelb.train_step.example_inputs`).
+        """The perturbed positions, exactly as in training (:func:`~fairseq_freelb.core.contract.example_inputs`).
 
         A criterion may narrow the group beyond "non-pad" (the ranking
         criterion leaves out the placeholder rows of missing choices); the
@@ -630,6 +629,7 @@ def load_models(paths: Sequence[str], names: Sequence[str], data: str, criterion
     from fairseq import checkpoint_utils, tasks
     from omegaconf import open_dict
 
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     for p in paths:
         if not os.path.isfile(p):
             raise RobustnessError(f"--checkpoints: {p} is not a file")

@@ -100,7 +100,9 @@ def test_criterion_refuses_a_task_it_cannot_serve(tmp_path, sp_data):
 
 
 def _params(checkpoint):
-    import fairseq_freelb  # noqa: F401  (allow-lists fairseq checkpoints)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()  # allow-lists fairseq checkpoint types
 
     return torch.load(checkpoint, map_location="cpu")["model"]
 

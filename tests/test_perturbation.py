@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
+from fairseq_freelb.core.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
 
 def masks_of(lengths, T):

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from fairseq_freelb.config import AdversarialConfigError
-from fairseq_freelb.train_step import EmbeddingPerturbation, token_embedding_module
+from fairseq_freelb.adapters.config import AdversarialConfigError
+from fairseq_freelb.core.model_access import token_embedding_module
+from fairseq_freelb.core.passes import EmbeddingPerturbation
 from harness import build
 
 HEAD = "sentence_classification_head"

@@ -7,22 +7,18 @@ hydra overrides too (``criterion.adv_steps=3``).
 
 from dataclasses import dataclass, field
 
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 
-ADV_METHODS = ("freelb", "pgd", "freeat", "yopo", "none")
+from fairseq_freelb.adapters.run_context import RunContextConfig
+from fairseq_freelb.core.perturbation import NORM_TYPES
+from fairseq_freelb.core.settings import ADV_METHODS, AdversarialConfigError  # noqa: F401  (AdversarialConfigError: public here too)
+
 AdvMethod = ChoiceEnum(list(ADV_METHODS))
-NormType = ChoiceEnum(["l2", "linf"])
-
-
-class AdversarialConfigError(ValueError):
-    """A bad ``--adv-*`` flag or an unsupported task/criterion pairing.
-
-    fairseq-train prints it as a single line (see ``fairseq_freelb/__init__.py``).
-    """
+NormType = ChoiceEnum(list(NORM_TYPES))
 
 
 @dataclass
-class AdversarialConfig(FairseqDataclass):
+class AdversarialConfig(RunContextConfig):
     adv_method: AdvMethod = field(
         default="freelb",
         metadata={
@@ -90,6 +86,6 @@ def validate_adversarial_config(cfg) -> None:
     need(float(cfg.adv_lr) >= 0, "--adv-lr", "must be >= 0", cfg.adv_lr)
     need(float(cfg.adv_init_mag) >= 0, "--adv-init-mag", "must be >= 0", cfg.adv_init_mag)
     need(float(cfg.adv_max_norm) >= 0, "--adv-max-norm", "must be >= 0", cfg.adv_max_norm)
-    need(str(cfg.adv_norm_type) in ("l2", "linf"), "--adv-norm-type", "must be l2 or linf", str(cfg.adv_norm_type))
+    need(str(cfg.adv_norm_type) in NORM_TYPES, "--adv-norm-type", f"must be {' or '.join(NORM_TYPES)}", str(cfg.adv_norm_type))
     need(int(cfg.adv_begin_update) >= 0, "--adv-begin-update", "must be >= 0", cfg.adv_begin_update)
     need(int(cfg.yopo_inner_steps) >= 1, "--yopo-inner-steps", "must be >= 1", cfg.yopo_inner_steps)

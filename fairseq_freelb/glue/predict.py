@@ -52,7 +52,9 @@ def load_ensemble(checkpoints: Sequence[str], data_bin: Path, cpu: bool = False,
     import torch
     from fairseq import checkpoint_utils
 
-    import fairseq_freelb  # noqa: F401  (allow-lists fairseq checkpoints for torch.load)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
 
     for path in checkpoints:
         if not Path(path).is_file():

@@ -20,13 +20,13 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
-from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions import register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
-from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, validate_adversarial_config
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError
+from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase
 from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
-from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
 @dataclass
@@ -76,10 +76,9 @@ def _supported_task(task) -> bool:
 
 
 @register_criterion("freelb_sentence_ranking", dataclass=FreeLBSentenceRankingConfig)
-class FreeLBSentenceRankingCriterion(FairseqCriterion):
+class FreeLBSentenceRankingCriterion(AdversarialCriterionBase):
     def __init__(self, cfg: FreeLBSentenceRankingConfig, task):
-        super().__init__(task)
-        validate_adversarial_config(cfg)
+        super().__init__(cfg, task)
         if not _supported_task(task):
             raise AdversarialConfigError(
                 f"--criterion freelb_sentence_ranking cannot serve --task "
@@ -87,8 +86,7 @@ class FreeLBSentenceRankingCriterion(FairseqCriterion):
                 "or --task freelb_sentence_ranking for fairseq's sentence_ranking data"
             )
         self.ranking_head_name = cfg.ranking_head_name
-        self.adversary = Adversary(cfg)
-        make_adversarial(task, self.adversary)
+        self.attach_to_task()
 
     def adversarial_inputs(self, sample) -> List[dict]:
         """The C model calls of :meth:`forward`, in call order: one question's perturbation group."""

@@ -16,7 +16,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
 from fairseq_freelb.adapters.config import AdversarialConfigError
-from fairseq_freelb.train_step import AdversarialTrainingMixin
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from omegaconf import II, MISSING
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
 from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, attach_contexts, read_contexts, read_split
-from fairseq_freelb.train_step import AdversarialTrainingMixin
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
 
