@@ -404,3 +404,61 @@ def test_batches_that_would_drop_examples_are_refused(tmp_path):
         setup.task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=8)
     itr = setup.task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=1)
     assert sum(len(b) for b in itr.frozen_batches) == 30
+
+
+# --------------------------------------------------------------------------- one all-reduce per update, without processes
+
+
+class CountingNoSync(torch.nn.Module):
+    """Stands in for DDP: counts the backward passes that would all-reduce (those outside ``no_sync()``)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.syncing = True
+        self.reducing_backwards = 0
+        for p in module.parameters():
+            p.register_hook(self._on_grad)
+        self._seen = False
+
+    def _on_grad(self, grad):
+        if self.syncing and not self._seen:
+            self._seen = True  # one reduction round per backward
+            self.reducing_backwards += 1
+        return grad
+
+    def forward(self, *args, **kwargs):
+        self._seen = False
+        return self.module(*args, **kwargs)
+
+    def no_sync(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.syncing = False
+            try:
+                yield
+            finally:
+                self.syncing = True
+
+        return ctx()
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["module"], name)
+
+
+@pytest.mark.parametrize("method,passes", [("none", 1), ("freelb", 3), ("pgd", 4), ("yopo", 3), ("freeat", 1)])
+def test_every_method_all_reduces_once_per_update(sp_data, method, passes):
+    """A per-pass all-reduce (e.g. no_sync removed from the pass primitive) fails here, in the fast suite."""
+    setup = build(sp_data(), ["--adv-method", method, "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1",
+                              "--yopo-inner-steps", "2"])
+    model = CountingNoSync(setup.model)
+    calls, _ = record_head_outputs(setup.model)
+    setup.optimizer.zero_grad()
+    setup.task.train_step(setup.batch(8), model, setup.criterion, setup.optimizer, 0)
+    assert len(calls) == passes
+    assert model.reducing_backwards == 1
