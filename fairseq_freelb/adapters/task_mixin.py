@@ -7,6 +7,7 @@ the one place that changes a task's class.
 
 import logging
 
+from fairseq_freelb.adapters import runtime
 from fairseq_freelb.core.freeat import ReplayEpochBatchIterator
 from fairseq_freelb.core.model_access import model_device
 from fairseq_freelb.core.settings import AdversarialConfigError
@@ -24,6 +25,11 @@ class AdversarialTrainingMixin:
     """
 
     adversary = None
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        runtime.install()
+        return super().setup_task(cfg, **kwargs)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         adversary = getattr(criterion, "adversary", None)
