@@ -123,7 +123,7 @@ def build_criterion(task, cfg, adv: dict):
     """
     from omegaconf import open_dict
 
-    from fairseq_freelb.config import AdversarialConfig, inert_flags
+    from fairseq_freelb.adapters.config import AdversarialConfig, inert_flags
 
     criterion_cfg = copy.deepcopy(cfg.criterion)
     with open_dict(criterion_cfg):

@@ -7,12 +7,14 @@ config fails to compose. Importing the plugin first registers them; the rest
 is fairseq's own ``fairseq_cli.hydra_train``, unchanged.
 """
 
-import fairseq_freelb  # noqa: F401  (registers criteria, tasks and models before hydra composes the config)
-
 
 def cli_main() -> None:
+    import fairseq_freelb  # noqa: F401  (registers criteria, tasks and models before hydra composes the config)
     from fairseq_cli.hydra_train import cli_main as fairseq_hydra_main
 
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()
     fairseq_hydra_main()
 
 

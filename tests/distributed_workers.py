@@ -123,7 +123,7 @@ class DeltaRecorder:
     """
 
     def __init__(self, model: torch.nn.Module):
-        from fairseq_freelb.train_step import token_embedding_module
+        from fairseq_freelb.core.model_access import token_embedding_module
 
         self.embed = token_embedding_module(model)
         self.deltas: List[torch.Tensor] = []

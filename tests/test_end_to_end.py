@@ -61,6 +61,40 @@ def test_restore_file_fine_tunes_from_a_fairseq_checkpoint(tmp_path, sp_data):
     assert "Loaded checkpoint" in proc.stdout + proc.stderr
 
 
+def test_amp_bf16_trains_and_validates_on_cpu(tmp_path, sp_data):
+    """``--amp --amp-dtype bf16``: the plugin's passes and validation under CPU bf16 autocast, finite losses."""
+    _, proc = train(tmp_path, sp_data(), FREELB + ["--amp", "--amp-dtype", "bf16", "--max-epoch", "1"])
+    for key in ("loss", "adv_loss_init", "adv_loss_last", "adv_delta_norm"):
+        assert torch.isfinite(torch.tensor(train_log_value(proc.stdout, key))), key
+    valid = [l for l in proc.stdout.splitlines() if "| valid |" in l]
+    assert valid and "loss" in valid[-1]
+
+
+def test_freeat_warm_up_is_plain_fine_tuning(tmp_path, sp_data):
+    """With --adv-begin-update 3, the first three batches take one plain update each; replays start after."""
+    flags = ["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1",
+             "--adv-begin-update", "3", "--max-epoch", "1"]
+    _, proc = train(tmp_path, sp_data(), flags)
+    # 64 examples, batches of 16: 3 warm-up updates, then the last batch replayed twice
+    assert train_log_value(proc.stdout, "num_updates") == 5
+
+
+def test_validation_that_would_drop_examples_stops_naming_the_flag(tmp_path):
+    from utils import make_sentence_prediction_data
+
+    make_sentence_prediction_data(tmp_path / "d30", n_train=64, n_valid=30)
+    save_dir, proc = train(tmp_path, tmp_path / "d30", ["--adv-method", "none", "--max-epoch", "1"], check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "fairseq_freelb: error: valid: the batches cover 24 of 30 examples; fairseq drops a last batch that is not a "
+        "multiple of --required-batch-size-multiple (default 8): pass --required-batch-size-multiple 1"
+    )
+    assert not list(save_dir.glob("*.pt"))
+    _, proc = train(tmp_path, tmp_path / "d30", ["--adv-method", "none", "--max-epoch", "1",
+                                                 "--required-batch-size-multiple", "1"], name="ok")
+    assert "valid on 'valid' subset" in proc.stdout + proc.stderr
+
+
 def test_memory_efficient_fp16_and_amp_run_without_nan(tmp_path, sp_data):
     for flag in ("--memory-efficient-fp16", "--amp"):
         for method in ("freelb", "pgd"):
@@ -75,7 +109,14 @@ def test_memory_efficient_fp16_and_amp_run_without_nan(tmp_path, sp_data):
     [
         (["--adv-steps", "0"], "fairseq_freelb: error: --adv-steps must be >= 1, got 0"),
         (["--adv-max-norm", "-0.5"], "fairseq_freelb: error: --adv-max-norm must be >= 0, got -0.5"),
+        (["--adv-method", "freeat", "--adv-steps", "2", "--update-freq", "2"],
+         "fairseq_freelb: error: --adv-method freeat needs --update-freq 1 (each replay is one update), got --update-freq 2"),
+        (["--adv-method", "freeat", "--adv-steps", "2", "--train-subset", "valid"],
+         "fairseq_freelb: error: --adv-method freeat replays the batches of --adv-train-subset train, but --train-subset "
+         "is valid; set --adv-train-subset valid"),
+        (["--amp-dtype", "bf16"], "fairseq_freelb: error: --amp-dtype bf16 needs --amp (mixed precision with bf16 autocast)"),
     ],
+    ids=["adv-steps", "adv-max-norm", "freeat-update-freq", "freeat-train-subset", "bf16-without-amp"],
 )
 def test_bad_flag_is_one_line_and_nothing_is_trained(tmp_path, sp_data, extra, message):
     save_dir, proc = train(tmp_path, sp_data(), extra, check=False)
@@ -100,7 +141,9 @@ def test_criterion_refuses_a_task_it_cannot_serve(tmp_path, sp_data):
 
 
 def _params(checkpoint):
-    import fairseq_freelb  # noqa: F401  (allow-lists fairseq checkpoints)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()  # allow-lists fairseq checkpoint types
 
     return torch.load(checkpoint, map_location="cpu")["model"]
 
@@ -117,8 +160,10 @@ def _assert_same_model(a, b):
     [
         (["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1"], 3),
         (FREELB + ["--adv-begin-update", "3"], 2),
+        (["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1",
+          "--adv-begin-update", "3"], 4),
     ],
-    ids=["freeat-mid-replay", "freelb-before-warmup-ends"],
+    ids=["freeat-mid-replay", "freelb-before-warmup-ends", "freeat-warmup-then-mid-replay"],
 )
 def test_resume_from_checkpoint_last_continues_exactly(tmp_path, sp_data, method_flags, stop_at):
     """Stopping and resuming gives the same model as an uninterrupted run (update count, replay position, warm-up)."""

@@ -11,9 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_freelb import flag_rules
-from fairseq_freelb.config import AdversarialConfig, AdversarialConfigError, RestoreFileGuard, validate_adversarial_config
-from harness import build
+from fairseq_freelb.core import flag_rules
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, RestoreFileGuard, validate_adversarial_config
+from inprocess_fairseq import build
 from utils import fairseq_train_cmd, run
 
 
@@ -91,7 +91,7 @@ def test_a_single_pass_message_names_adv_steps_and_the_fix():
 
 def test_method_none_ignores_every_flag_and_logs_which(caplog):
     """The launch scripts' vanilla baselines pass the adversarial runs' flags with ADV_METHOD=none."""
-    with caplog.at_level(logging.INFO, logger="fairseq_freelb.config"):
+    with caplog.at_level(logging.INFO, logger="fairseq_freelb.adapters.config"):
         validate_adversarial_config(cfg(adv_method="none", adv_steps=4, adv_lr=0.03, adv_max_norm=0.15))
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["--adv-method none: ignoring --adv-steps 4, --adv-lr 0.03, --adv-max-norm 0.15 (plain fine-tuning)"]
@@ -165,7 +165,7 @@ def test_non_finite_values_are_refused_before_fairseq_builds_anything_more(sp_da
 
 
 def test_a_step_as_large_as_the_ball_is_warned(caplog):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=0.5, adv_max_norm=0.3))
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("--adv-lr 0.5 >= --adv-max-norm 0.3: a single ascent step")
@@ -173,7 +173,7 @@ def test_a_step_as_large_as_the_ball_is_warned(caplog):
 
 @pytest.mark.parametrize("norm,init", [("l2", 1.0), ("linf", 0.5)])
 def test_an_initialisation_outside_the_ball_is_warned(caplog, norm, init):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=0.1, adv_init_mag=init, adv_max_norm=0.3, adv_norm_type=norm))
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"--adv-init-mag {init:g} draws a delta_0 of typical {norm} norm")
@@ -185,7 +185,7 @@ def test_an_initialisation_outside_the_ball_is_warned(caplog, norm, init):
     [(0.1, 0.1, 0.3), (0.1, 1.0, 0.6), (0.04, 0.64, 0.4)],
 )
 def test_the_official_settings_are_not_warned(caplog, lr, init, eps):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=lr, adv_init_mag=init, adv_max_norm=eps))
     assert not caplog.records
 

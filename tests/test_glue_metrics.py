@@ -73,7 +73,7 @@ def _validation_stats(logging_outputs_per_batch):
     """What fairseq's validate() sees: reduce_metrics per batch inside a fresh aggregation."""
     from fairseq.logging import metrics
 
-    from fairseq_freelb.criterions.freelb_sentence_prediction import FreeLBSentencePredictionCriterion
+    from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import FreeLBSentencePredictionCriterion
 
     with metrics.aggregate(new_root=True) as agg:
         for batch in logging_outputs_per_batch:
@@ -144,7 +144,7 @@ def _build_criterion(tmp_path, *flags, regression=False):
 
 
 def test_criterion_report_flags_are_checked(tmp_path):
-    from fairseq_freelb.config import AdversarialConfigError
+    from fairseq_freelb.adapters.config import AdversarialConfigError
 
     criterion = _build_criterion(tmp_path / "a", "--report-mcc")
     labels = criterion.task.label_dictionary

@@ -172,7 +172,7 @@ def test_missing_choices_get_no_perturbation_and_no_score(tmp_path):
     ds = MultipleChoiceDataset(cands, [1, 3], pad_idx=1, bos_idx=0, eos_idx=2)
     sample = ds.collater([ds[0], ds[1]])
     torch.manual_seed(0)
-    _, _, masks, deltas = criterion.adversary._start(sample, model, criterion)
+    _, _, masks, deltas = criterion.adversary.start(sample, model, criterion)
     assert all(float(d[0].abs().sum()) == 0 for d in deltas[2:])  # question 0 has only 2 choices
     for b, real_tokens in ((0, 2 * 4), (1, 4 * 4)):
         bound = 2.0 / (real_tokens * 32) ** 0.5  # M / sqrt(L d), L over the real choices only

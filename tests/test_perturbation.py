@@ -1,11 +1,11 @@
-"""Unit tests of the perturbation math (fairseq_freelb/perturbation.py): pure tensors, no fairseq."""
+"""Unit tests of the perturbation math (fairseq_freelb/core/perturbation.py): pure tensors, no fairseq."""
 
 import math
 
 import pytest
 import torch
 
-from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
+from fairseq_freelb.core.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 
 
 def masks_of(lengths, T):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fairseq_freelb  # noqa: F401
-from fairseq_freelb.criterions.freelb_sentence_prediction import (
+from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import (
     FreeLBSentencePredictionConfig,
     FreeLBSentencePredictionCriterion,
 )

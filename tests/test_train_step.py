@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from fairseq_freelb.config import AdversarialConfigError
-from fairseq_freelb.train_step import EmbeddingPerturbation, token_embedding_module
+from fairseq_freelb.adapters.config import AdversarialConfigError
+from fairseq_freelb.core.model_access import token_embedding_module
+from fairseq_freelb.core.passes import EmbeddingPerturbation
 from inprocess_fairseq import build
 
 HEAD = "sentence_classification_head"
@@ -235,3 +236,229 @@ def test_every_flag_combination_takes_finite_steps(sp_data, method, norm, resamp
             if max_norm != "0" and norm == "l2":
                 assert log["adv_delta_norm"] <= 8 * 0.05 + 1e-5
     assert all(torch.isfinite(p).all() for p in setup.model.parameters())
+
+
+# --------------------------------------------------------------------------- the core's structure
+
+
+def test_method_table_covers_every_adv_method():
+    from fairseq_freelb.core.adversary import METHODS
+    from fairseq_freelb.core.settings import ADV_METHODS
+
+    assert tuple(METHODS) == ADV_METHODS
+
+
+def test_importing_the_plugin_changes_no_global_handler():
+    import subprocess
+    import sys
+
+    code = ("import sys; hook = sys.excepthook; import fairseq_freelb; "
+            "assert sys.excepthook is hook, 'excepthook replaced at import'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_stock_task_is_switched_once_and_keeps_its_class_lineage(sp_data):
+    from fairseq.tasks.sentence_prediction import SentencePredictionTask
+
+    from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin, attach_adversary
+
+    setup = build(sp_data())
+    task = setup.task
+    cls = type(task)
+    assert isinstance(task, SentencePredictionTask) and isinstance(task, AdversarialTrainingMixin)
+    attach_adversary(task, setup.criterion.adversary)  # a second criterion on the same task: no second swap
+    assert type(task) is cls and task.adversary is setup.criterion.adversary
+
+
+# --------------------------------------------------------------------------- FreeAT (issue 12, item 17)
+
+FREEAT = ["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1"]
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--train-subset", "valid"], "--adv-method freeat replays the batches of --adv-train-subset train, but --train-subset is valid"),
+        (["--update-freq", "2"], "--adv-method freeat needs --update-freq 1"),
+    ],
+)
+def test_freeat_refuses_settings_that_break_the_replay_when_built(sp_data, flags, message):
+    with pytest.raises(AdversarialConfigError, match=message):
+        build(sp_data(), FREEAT + flags)
+
+
+def test_freeat_carries_at_most_one_batch(sp_data):
+    """Batches that are not replayed (e.g. driven without the replay iterator) do not pile up carried deltas."""
+    setup = build(sp_data(), FREEAT)
+    for update in range(4):
+        setup.train_step(setup.batch(8, start=8 * update), update_num=update)
+    carried = setup.criterion.adversary.state_dict()["freeat_deltas"]
+    assert len(carried) == 1 and carried[0]["ids"] == setup.batch(8, start=24)["id"].tolist()
+
+
+def _replayed_ids(task):
+    itr = task.get_batch_iterator(task.dataset("train"), max_sentences=16, required_batch_size_multiple=1, seed=1)
+    return [tuple(b["id"].tolist()) for b in itr.next_epoch_itr(shuffle=False)]
+
+
+def test_freeat_does_not_replay_during_the_warm_up(sp_data):
+    setup = build(sp_data(), FREEAT + ["--adv-begin-update", "2"])
+    ids = _replayed_ids(setup.task)
+    batches = list(dict.fromkeys(ids))
+    assert len(batches) == 4  # 64 examples, 16 per batch
+    # updates 0 and 1 are plain fine-tuning (one update per batch); from update 2 every batch is replayed K=2 times
+    assert ids == [batches[0], batches[1], batches[2], batches[2], batches[3], batches[3]]
+
+
+def test_freeat_warm_up_batches_take_plain_steps(sp_data):
+    setup = build(sp_data(), FREEAT + ["--adv-begin-update", "1"])
+    itr = setup.task.get_batch_iterator(setup.task.dataset("train"), max_sentences=16, required_batch_size_multiple=1)
+    logs = []
+    for update, sample in enumerate(itr.next_epoch_itr(shuffle=False)):
+        logs.append(setup.train_step(sample, update_num=update)[2])
+    assert len(logs) == 1 + 3 * 2
+    assert "adv_loss_init" not in logs[0] and all("freeat_replay" in log for log in logs[1:])
+    assert [log["freeat_replay"] for log in logs[1:]] == [1, 2, 1, 2, 1, 2]
+
+
+# --------------------------------------------------------------------------- bf16 autocast (issue 11, section 3)
+
+
+def _amp_setup(sp_data, extra):
+    from fairseq.optim.amp_optimizer import AMPOptimizer
+
+    setup = build(sp_data(), ["--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1", "--amp", *extra])
+    params = [p for p in setup.model.parameters() if p.requires_grad]
+    return setup, AMPOptimizer.build_optimizer(setup.cfg, params)
+
+
+def _head_dtypes(model):
+    dtypes = []
+    dense = model.classification_heads[HEAD].dense
+    dense.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    return dtypes
+
+
+def test_amp_dtype_bf16_trains_and_validates_under_bf16_autocast(sp_data):
+    setup, optimizer = _amp_setup(sp_data, ["--amp-dtype", "bf16"])
+    dtypes = _head_dtypes(setup.model)
+    optimizer.zero_grad()
+    loss, _, log = setup.task.train_step(setup.batch(8), setup.model, setup.criterion, optimizer, 0)
+    assert dtypes == [torch.bfloat16, torch.bfloat16], "both FreeLB passes autocast to bf16"
+    assert torch.isfinite(loss) and torch.isfinite(log["adv_delta_norm"])
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in setup.model.parameters())
+    with torch.no_grad():
+        setup.task.valid_step(setup.batch(8, split="valid"), setup.model, setup.criterion)
+    assert dtypes[-1] == torch.bfloat16, "validation runs under the same autocast"
+
+
+def test_amp_fp16_on_cpu_is_unchanged_fp32(sp_data):
+    setup, optimizer = _amp_setup(sp_data, [])
+    dtypes = _head_dtypes(setup.model)
+    setup.task.train_step(setup.batch(8), setup.model, setup.criterion, optimizer, 0)
+    setup.task.valid_step(setup.batch(8, split="valid"), setup.model, setup.criterion)
+    assert dtypes == [torch.float32] * 3
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--amp-dtype", "bf16"], "--amp-dtype bf16 needs --amp"),
+        (["--amp-dtype", "bf16", "--amp", "--fp16"], "--amp-dtype bf16 cannot be combined with --fp16"),
+    ],
+)
+def test_bad_amp_dtype_combinations_are_refused(sp_data, flags, message):
+    with pytest.raises(AdversarialConfigError, match=message):
+        build(sp_data(), flags)
+
+
+def test_bf16_on_a_cuda_device_without_bf16_is_refused(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from fairseq_freelb.adapters.run_context import validate_run_context
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla V100")
+    cfg = OmegaConf.create({"adv_method": "freelb", "amp_dtype": "bf16", "amp": True, "fp16": False, "cpu": False})
+    with pytest.raises(AdversarialConfigError, match="Tesla V100 does not support bf16"):
+        validate_run_context(cfg)
+
+
+def test_amp_dtype_rejects_unknown_values_in_the_parser(sp_data, capsys):
+    with pytest.raises(SystemExit):
+        build(sp_data(), ["--amp", "--amp-dtype", "fp8"])
+    assert "--amp-dtype" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- batches cover every example (issue 12, item 8)
+
+
+def test_batches_that_would_drop_examples_are_refused(tmp_path):
+    from utils import make_sentence_prediction_data
+
+    make_sentence_prediction_data(tmp_path, n_train=64, n_valid=30)
+    setup = build(tmp_path)
+    valid = setup.task.dataset("valid")
+    with pytest.raises(AdversarialConfigError, match="valid: the batches cover 24 of 30 examples.*--required-batch-size-multiple 1"):
+        setup.task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=8)
+    itr = setup.task.get_batch_iterator(valid, max_sentences=16, required_batch_size_multiple=1)
+    assert sum(len(b) for b in itr.frozen_batches) == 30
+
+
+# --------------------------------------------------------------------------- one all-reduce per update, without processes
+
+
+class CountingNoSync(torch.nn.Module):
+    """Stands in for DDP: counts the backward passes that would all-reduce (those outside ``no_sync()``)."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        self.syncing = True
+        self.reducing_backwards = 0
+        for p in module.parameters():
+            p.register_hook(self._on_grad)
+        self._seen = False
+
+    def _on_grad(self, grad):
+        if self.syncing and not self._seen:
+            self._seen = True  # one reduction round per backward
+            self.reducing_backwards += 1
+        return grad
+
+    def forward(self, *args, **kwargs):
+        self._seen = False
+        return self.module(*args, **kwargs)
+
+    def no_sync(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            self.syncing = False
+            try:
+                yield
+            finally:
+                self.syncing = True
+
+        return ctx()
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["module"], name)
+
+
+@pytest.mark.parametrize("method,passes", [("none", 1), ("freelb", 3), ("pgd", 4), ("yopo", 3), ("freeat", 1)])
+def test_every_method_all_reduces_once_per_update(sp_data, method, passes):
+    """A per-pass all-reduce (e.g. no_sync removed from the pass primitive) fails here, in the fast suite."""
+    setup = build(sp_data(), ["--adv-method", method, "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1",
+                              "--yopo-inner-steps", "2"])
+    model = CountingNoSync(setup.model)
+    calls, _ = record_head_outputs(setup.model)
+    setup.optimizer.zero_grad()
+    setup.task.train_step(setup.batch(8), model, setup.criterion, setup.optimizer, 0)
+    assert len(calls) == passes
+    assert model.reducing_backwards == 1

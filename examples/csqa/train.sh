@@ -25,5 +25,5 @@ else
   LOG_INTERVAL=${LOG_INTERVAL:-25}
 fi
 SCHEDULE=(--lr-scheduler polynomial_decay --lr "$LR" --warmup-updates "$WARMUP" --total-num-update "$MAX_UPDATE"
-          --batch-size "$BATCH_SIZE" --max-update "$MAX_UPDATE" --no-last-checkpoints)
+          --batch-size "$BATCH_SIZE" --required-batch-size-multiple 1 --max-update "$MAX_UPDATE" --no-last-checkpoints)
 mc_train "$@"

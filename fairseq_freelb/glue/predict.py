@@ -125,9 +125,9 @@ def load_ensemble(checkpoints: Sequence[str], data_bin: Path, glue_task: Optiona
     from fairseq import checkpoint_utils
 
     import fairseq_freelb  # noqa: F401  (registers the plugin's criteria and tasks that checkpoint configs name)
-    from fairseq_freelb.checkpoint import allow_fairseq_checkpoints
+    from fairseq_freelb.adapters import runtime
 
-    allow_fairseq_checkpoints()  # torch.load(weights_only=True) of fairseq checkpoints
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
 
     glue_task = glue_task or task_of(data_bin)
     for path in checkpoints:

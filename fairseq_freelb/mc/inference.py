@@ -52,10 +52,13 @@ def split_probabilities(args):
 
 def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
     """fairseq models and the ``multiple_choice`` task of the first checkpoint, reading ``data``."""
-    import fairseq_freelb  # noqa: F401  (registers the task; allow-lists checkpoint types)
+    import fairseq_freelb  # noqa: F401  (registers the task)
+    from fairseq_freelb.adapters import runtime
+
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     from fairseq import checkpoint_utils
 
-    from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
+    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
 
     for path in paths:
         if not os.path.isfile(path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from fairseq_freelb.commands import CommandError
-from fairseq_freelb.perturbation import NORM_TYPES
+from fairseq_freelb.core.perturbation import NORM_TYPES
 
 PROG = "python -m fairseq_freelb.robustness"
 # The prefix of the one-line errors ("fairseq_freelb.robustness: error: ..."), as in the other commands.

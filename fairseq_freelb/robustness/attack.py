@@ -6,13 +6,13 @@ For a sample X with label y, eq. 5 of the paper is
 
 and the maximiser is sought by PGD in token-embedding space:
 ``delta <- Pi_eps(delta + alpha * g / ||g||)`` (eq. 2; the normalised step of
-:func:`~fairseq_freelb.perturbation.ascent_step`, the per-example projection of
-:func:`~fairseq_freelb.perturbation.project_to_ball`), dropout off, each
+:func:`~fairseq_freelb.core.perturbation.ascent_step`, the per-example projection of
+:func:`~fairseq_freelb.core.perturbation.project_to_ball`), dropout off, each
 example in its own ball of radius ``eps[b]``.
 
-The forward hook and the perturbation group are those of training
-(``fairseq_freelb.train_step``), so the ball attacked here is the ball the
-models were trained in.
+The pass (:func:`~fairseq_freelb.core.passes.perturbed_pass`: the forward
+hook on the token embedding) and the perturbation group are those of
+training, so the ball attacked here is the ball the models were trained in.
 """
 
 import math
@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fairseq_freelb.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
+from fairseq_freelb.core.contract import example_inputs
+from fairseq_freelb.core.model_access import token_embedding_module
+from fairseq_freelb.core.passes import EmbeddingPerturbation, perturbed_pass
+from fairseq_freelb.core.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 from fairseq_freelb.robustness.arguments import AttackConfig, RobustnessError
-from fairseq_freelb.train_step import EmbeddingPerturbation, example_inputs, token_embedding_module
 
 
 def restart_seed(seed: int, sample_id: int, restart: int) -> int:
@@ -141,7 +143,7 @@ class EmbeddingAttack:
     # ----------------------------------------------------------- pieces
 
     def _masks(self, sample) -> List[Tensor]:
-        """The perturbed positions, exactly as in training (:func:`~fairseq_freelb.train_step.example_inputs`).
+        """The perturbed positions, exactly as in training (:func:`~fairseq_freelb.core.contract.example_inputs`).
 
         A criterion may narrow the group beyond "non-pad" (the ranking
         criterion leaves out the placeholder rows of missing choices); the
@@ -195,12 +197,8 @@ class EmbeddingAttack:
         held = [(radii_dev > 0).view(-1, *([1] * (d.dim() - 1))) for d in deltas]
         with EmbeddingPerturbation(self.embed) as perturbation, torch.enable_grad():
             for _ in range(self.cfg.steps):
-                leaves = [d.detach().requires_grad_(True) for d in deltas]
-                perturbation.set(leaves)
-                loss, _, _ = self.criterion(self.model, sample)
-                perturbation.check_all_used()
-                grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-                stepped = ascent_step([d.detach() for d in leaves], list(grads), self.cfg.step_size, self.cfg.norm, masks)
+                grads = perturbed_pass(self.model, self.criterion, sample, perturbation, deltas, delta_grads=True).delta_grads
+                stepped = ascent_step([d.detach() for d in deltas], grads, self.cfg.step_size, self.cfg.norm, masks)
                 projected = project_to_ball(stepped, radii_dev, self.cfg.norm)
                 deltas = [d * h for d, h in zip(projected, held)]
         return [d.detach() for d in deltas]

@@ -16,7 +16,8 @@ from torch import nn
 
 from fairseq_freelb.checkpoint import explain_refusal, is_weights_only_refusal
 from fairseq_freelb.robustness.arguments import RobustnessError
-from fairseq_freelb.train_step import AdversarialTrainingMixin, token_embedding_module
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
+from fairseq_freelb.core.model_access import token_embedding_module
 
 logger = logging.getLogger("fairseq_freelb.robustness")
 

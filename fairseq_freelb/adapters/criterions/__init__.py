@@ -1,4 +1,4 @@
-"""Adversarial criteria: thin fairseq adapters over :mod:`fairseq_freelb.train_step`."""
+"""Adversarial criteria: thin fairseq adapters over :mod:`fairseq_freelb.core` (base: :mod:`..criterion_base`)."""
 
 import importlib
 import os

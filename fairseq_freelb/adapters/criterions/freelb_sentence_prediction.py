@@ -2,7 +2,7 @@
 
 The loss is fairseq's ``sentence_prediction`` loss (cross-entropy, or MSE with
 ``--regression-target``); the ``--adv-*`` flags choose how the training step
-perturbs the embeddings (:mod:`fairseq_freelb.train_step`). Validation and
+perturbs the embeddings (:mod:`fairseq_freelb.core.adversary`). Validation and
 inference compute the plain loss on unperturbed inputs.
 
 During validation it can also log GLUE's official metrics, usable as
@@ -24,19 +24,14 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
-from fairseq_freelb.config import (
-    AdversarialConfig,
-    AdversarialConfigError,
-    RestoreFileGuard,
-    validate_adversarial_config,
-)
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError
+from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase, require_task
+from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.glue import metrics as glue_metrics
-from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
 @dataclass
@@ -70,19 +65,10 @@ class FreeLBSentencePredictionConfig(AdversarialConfig):
     )
 
 
-def require_task(criterion_name: str, task, task_class: type, hint: str) -> None:
-    """Refuse a task this criterion cannot serve, naming the flag."""
-    if not isinstance(task, task_class):
-        raise AdversarialConfigError(
-            f"--criterion {criterion_name} cannot serve --task {getattr(task.cfg, '_name', type(task).__name__)}; {hint}"
-        )
-
-
 @register_criterion("freelb_sentence_prediction", dataclass=FreeLBSentencePredictionConfig)
-class FreeLBSentencePredictionCriterion(FairseqCriterion):
+class FreeLBSentencePredictionCriterion(AdversarialCriterionBase):
     def __init__(self, cfg: FreeLBSentencePredictionConfig, task):
-        super().__init__(task)
-        validate_adversarial_config(cfg)
+        super().__init__(cfg, task)
         require_task(
             "freelb_sentence_prediction",
             task,
@@ -97,15 +83,7 @@ class FreeLBSentencePredictionCriterion(FairseqCriterion):
         self.positive_class = self._positive_class(cfg, task) if self.report_confusion else None
         if self.report_correlations and not self.regression_target:
             raise AdversarialConfigError("--report-pearson-and-spearman needs --regression-target")
-        self.adversary = Adversary(cfg)
-        make_adversarial(task, self.adversary)
-        self.restore_file_guard = RestoreFileGuard(cfg)
-
-    def train(self, mode: bool = True):
-        """fairseq's Trainer calls this before each training step: the first refuses a missing --restore-file."""
-        if mode:
-            self.restore_file_guard.check()
-        return super().train(mode)
+        self.attach_to_task()
 
     def _positive_class(self, cfg, task) -> int:
         """The target index of ``--positive-label`` (targets are label-dictionary indices minus nspecial)."""

@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 from typing import List
 
 import torch.nn.functional as F
-from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.criterions import register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
-from fairseq_freelb.config import (
-    AdversarialConfig,
-    AdversarialConfigError,
-    RestoreFileGuard,
-    validate_adversarial_config,
-)
-from fairseq_freelb.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError
+from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase
+from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
 from fairseq_freelb.mc.scoring import candidate_inputs, choice_scores, present_choices
-from fairseq_freelb.train_step import Adversary, make_adversarial
 
 
 @dataclass
@@ -43,16 +38,15 @@ class FreeLBSentenceRankingConfig(AdversarialConfig):
 
 
 def _supported_task(task) -> bool:
-    from fairseq_freelb.tasks.multiple_choice import MultipleChoiceTask
+    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
 
     return isinstance(task, (SentenceRankingTask, MultipleChoiceTask))
 
 
 @register_criterion("freelb_sentence_ranking", dataclass=FreeLBSentenceRankingConfig)
-class FreeLBSentenceRankingCriterion(FairseqCriterion):
+class FreeLBSentenceRankingCriterion(AdversarialCriterionBase):
     def __init__(self, cfg: FreeLBSentenceRankingConfig, task):
-        super().__init__(task)
-        validate_adversarial_config(cfg)
+        super().__init__(cfg, task)
         if not _supported_task(task):
             raise AdversarialConfigError(
                 f"--criterion freelb_sentence_ranking cannot serve --task "
@@ -60,15 +54,7 @@ class FreeLBSentenceRankingCriterion(FairseqCriterion):
                 "or --task freelb_sentence_ranking for fairseq's sentence_ranking data"
             )
         self.ranking_head_name = cfg.ranking_head_name
-        self.adversary = Adversary(cfg)
-        make_adversarial(task, self.adversary)
-        self.restore_file_guard = RestoreFileGuard(cfg)
-
-    def train(self, mode: bool = True):
-        """fairseq's Trainer calls this before each training step: the first refuses a missing --restore-file."""
-        if mode:
-            self.restore_file_guard.check()
-        return super().train(mode)
+        self.attach_to_task()
 
     def adversarial_inputs(self, sample) -> List[dict]:
         """The C model calls of :meth:`forward`, in call order: one question's perturbation group."""

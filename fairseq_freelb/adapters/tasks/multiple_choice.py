@@ -23,11 +23,11 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
 from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, check_dictionary, dictionary_fingerprint
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, attach_contexts, read_contexts, read_split
 from fairseq_freelb.mc.preprocess_summary import warn_if_preprocessed_for_other_length
-from fairseq_freelb.train_step import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
 

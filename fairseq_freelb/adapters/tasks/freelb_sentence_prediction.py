@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
-from fairseq_freelb.train_step import AdversarialTrainingMixin
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 
 
 @dataclass

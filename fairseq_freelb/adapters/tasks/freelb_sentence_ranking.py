@@ -15,8 +15,9 @@ import os
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
-from fairseq_freelb.config import AdversarialConfigError
-from fairseq_freelb.train_step import AdversarialTrainingMixin
+from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.config import AdversarialConfigError
+from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ CRITERIA = ("freelb_sentence_ranking", "sentence_ranking")
 class FreeLBSentenceRankingTask(AdversarialTrainingMixin, SentenceRankingTask):
     @classmethod
     def setup_task(cls, args, **kwargs):
+        runtime.install()  # fairseq builds the task before the criterion: its refusal below is one line too
         if getattr(args, "criterion", None) not in CRITERIA:
             raise AdversarialConfigError(
                 f"--task freelb_sentence_ranking needs --criterion {' or '.join(CRITERIA)}, got {args.criterion!r}"

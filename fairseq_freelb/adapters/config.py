@@ -12,15 +12,15 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
-from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
-from fairseq_freelb import flag_rules
+from fairseq_freelb.adapters.run_context import RunContextConfig
+from fairseq_freelb.core import flag_rules
+from fairseq_freelb.core.perturbation import NORM_TYPES
+from fairseq_freelb.core.settings import ADV_METHODS, AdversarialConfigError  # noqa: F401  (AdversarialConfigError: public here too)
 
 logger = logging.getLogger(__name__)
 
-ADV_METHODS = ("freelb", "pgd", "freeat", "yopo", "none")
-NORM_TYPES = ("l2", "linf")
 # fairseq's default --restore-file: resolved inside --save-dir, and a missing one means "start fresh".
 FAIRSEQ_DEFAULT_RESTORE_FILE = "checkpoint_last.pt"
 # Per-example norms square delta's entries in float32: a magnitude whose square
@@ -28,15 +28,8 @@ FAIRSEQ_DEFAULT_RESTORE_FILE = "checkpoint_last.pt"
 LARGEST_USABLE_MAGNITUDE = math.sqrt(3.4028234663852886e38)  # ~1.84e19
 
 
-class AdversarialConfigError(ValueError):
-    """A bad ``--adv-*`` flag or an unsupported task/criterion pairing.
-
-    fairseq-train prints it as a single line (see ``fairseq_freelb/__init__.py``).
-    """
-
-
 @dataclass
-class AdversarialConfig(FairseqDataclass):
+class AdversarialConfig(RunContextConfig):
     # --adv-method and --adv-norm-type are plain strings checked by
     # validate_adversarial_config, not ChoiceEnums: argparse answers a bad choice
     # with fairseq-train's whole usage (about 150 lines) before its error.
@@ -172,7 +165,7 @@ def validate_adversarial_config(cfg) -> None:
             value,
         )
         need(value >= 0, _flag(name), "must be >= 0", value)
-    need(str(cfg.adv_norm_type) in NORM_TYPES, "--adv-norm-type", "must be l2 or linf", str(cfg.adv_norm_type))
+    need(str(cfg.adv_norm_type) in NORM_TYPES, "--adv-norm-type", f"must be {' or '.join(NORM_TYPES)}", str(cfg.adv_norm_type))
     need(int(cfg.adv_begin_update) >= 0, "--adv-begin-update", "must be >= 0", cfg.adv_begin_update)
     need(int(cfg.yopo_inner_steps) >= 1, "--yopo-inner-steps", "must be >= 1", cfg.yopo_inner_steps)
 

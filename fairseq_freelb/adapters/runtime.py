@@ -1,0 +1,69 @@
+"""The plugin's process-wide settings, installed explicitly by its entry points (never at import).
+
+:func:`install` is called by the criteria and tasks when fairseq builds them,
+by ``fairseq-freelb-hydra-train``, and by the commands that load fairseq
+checkpoints. It is idempotent. It:
+
+* allow-lists the types fairseq checkpoints pickle for torch's
+  ``weights_only`` loading (:mod:`fairseq_freelb.checkpoint`);
+* prints a bad ``--adv-*`` flag (:class:`AdversarialConfigError`) or a
+  checkpoint file torch.load could not read (refused type, truncated, not a
+  checkpoint) as one line, ``fairseq_freelb: error:
+  ...``, when it ends fairseq-train; every other uncaught exception keeps its
+  traceback;
+* lets ``--user-dir fairseq_freelb`` accept the already-imported package
+  (:func:`accept_fairseqs_spelling_of_this_folder`).
+"""
+
+import os
+import sys
+
+from fairseq_freelb import checkpoint
+from fairseq_freelb.core.settings import AdversarialConfigError
+
+_MARK = "_fairseq_freelb"
+
+
+def install() -> None:
+    """Install the three settings above (once per process)."""
+    checkpoint.allow_fairseq_checkpoints()
+    accept_fairseqs_spelling_of_this_folder()
+    if not getattr(sys.excepthook, _MARK, False):
+        sys.excepthook = one_line_errors(sys.excepthook)
+        setattr(sys.excepthook, _MARK, True)
+
+
+def one_line_errors(previous_hook):
+    """An excepthook printing the plugin's expected failures as one line, delegating everything else."""
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, AdversarialConfigError):
+            print(f"fairseq_freelb: error: {exc}", file=sys.stderr)
+        elif checkpoint.is_checkpoint_load_failure(exc):
+            print(f"fairseq_freelb: error: {checkpoint.explain_refusal(exc)}", file=sys.stderr)
+        else:
+            previous_hook(exc_type, exc, tb)
+
+    return hook
+
+
+def accept_fairseqs_spelling_of_this_folder() -> None:
+    """Let ``--user-dir fairseq_freelb`` accept the package when it is already imported.
+
+    fairseq resolves a relative ``--user-dir`` that does not exist in the
+    working directory to ``<fairseq>/../fairseq_freelb`` (not normalised), and
+    refuses an already-imported package whose ``__path__`` lacks that exact
+    string ("not globally unique"). That happens whenever the plugin is
+    imported before fairseq's own ``import_user_module`` runs, e.g. in
+    ``fairseq-freelb-hydra-train`` or a script that imports it and then calls
+    fairseq's ``cli_main``. Listing fairseq's spelling of this same folder
+    makes fairseq log "already imported" instead.
+    """
+    import fairseq
+
+    import fairseq_freelb
+
+    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", fairseq_freelb.__name__)
+    path = fairseq_freelb.__path__
+    if spelling not in path and os.path.isdir(spelling) and os.path.samefile(spelling, path[0]):
+        path.append(spelling)
