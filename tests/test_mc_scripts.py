@@ -109,3 +109,17 @@ def test_smoke_preprocessing_refuses_what_smoke_training_could_not_load(tmp_path
     assert proc.returncode == 1, proc.stdout[-2000:]
     assert proc.stderr.strip().splitlines()[-1].endswith("more than --max-positions 128")
     assert f"{files['train_rand_split']}:3: question and choice" in proc.stderr
+
+
+def test_arc_script_reads_openbookqa_additional_files_with_fact1(tmp_path):
+    raw = tmp_path / "raw"
+    mc_fixtures.make_arc(raw)
+    obqa = mc_fixtures.make_obqa(raw)
+    _bash("examples/arc/preprocess.sh", SMOKE=1, ARC_DIR=raw, OBQA_DIR=obqa["additional"], OBQA_FACT1=1,
+          ARC_DEST=tmp_path / "arc")
+    summary = json.loads((tmp_path / "arc" / "preprocess.json").read_text())
+    assert summary["fact1_context"] is True
+    splits = summary["splits"]
+    assert splits["train"]["sources"] == {"ARC-Easy-Train": 16, "ARC-Challenge-Train": 16, "OpenBookQA-train": 16}
+    assert splits["train"]["with_context"] == 16 and splits["obqa_test"]["with_context"] == 8
+    assert all(info["unknown_tokens"] == 0 for info in splits.values())  # the SMOKE dictionary saw the facts

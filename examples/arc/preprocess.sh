@@ -49,7 +49,7 @@ if [[ -z "${DICT:-}" ]]; then
   # One split per input, so that a labelled and an unlabelled file need not agree on answerKey.
   SPLIT_ARGS=()
   for k in "${!ALL[@]}"; do SPLIT_ARGS+=(--split-name "part$k=${ALL[$k]}"); done
-  mc_preprocess --destdir "$DICT_DIR" --build-dict "${SPLIT_ARGS[@]}"
+  mc_preprocess --destdir "$DICT_DIR" --build-dict "${SPLIT_ARGS[@]}" ${FACT_ARGS[@]+"${FACT_ARGS[@]}"}
   DICT="$DICT_DIR/dict.txt"
 fi
 
