@@ -33,3 +33,16 @@ def sp_data(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """Commands run in-process may (re)configure the root logger, e.g. ``basicConfig(force=True)``
+    on a stream pytest captured for that test only; later tests would log to a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
