@@ -264,6 +264,7 @@ def test_fairseq_train_two_cpu_workers_legacy_ddp_equals_one_worker_update_freq_
         "--max-update", "3", "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0",
         "--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0",
         "--no-save-optimizer-state", "--disable-validation",
+        "--required-batch-size-multiple", "1",  # fairseq would drop a last partial batch
     ]
     port = _free_port()
     workers_ = []

@@ -31,6 +31,8 @@ from utils import TINY_ROBERTA, fairseq_train_cmd, make_sentence_prediction_data
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = "sentence_classification_head"
+# fairseq drops a last batch that is not a multiple of --required-batch-size-multiple (default 8).
+EVERY_EXAMPLE = ["--required-batch-size-multiple", "1"]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -415,12 +417,12 @@ def trained(tmp_path_factory, data_bin):
     root = tmp_path_factory.mktemp("rob_e2e")
     data = data_bin
     vanilla, freelb = root / "vanilla", root / "freelb"
-    run(fairseq_train_cmd(data, vanilla, extra=["--adv-method", "none", "--max-epoch", "3"]))
+    run(fairseq_train_cmd(data, vanilla, extra=["--adv-method", "none", "--max-epoch", "3", *EVERY_EXAMPLE]))
     run(
         fairseq_train_cmd(
             data, freelb,
             extra=["--adv-method", "freelb", "--adv-steps", "2", "--adv-lr", "0.05", "--adv-init-mag", "0.02",
-                   "--adv-max-norm", "0.05", "--max-epoch", "3"],
+                   "--adv-max-norm", "0.05", "--max-epoch", "3", *EVERY_EXAMPLE],
         )
     )
     return root, data, vanilla / "checkpoint_best.pt", freelb / "checkpoint_best.pt"
@@ -576,7 +578,7 @@ def test_refuses_models_without_a_shared_task_or_dictionary(trained, capsys):
 def test_regression_checkpoint_end_to_end(tmp_path):
     data = make_sentence_prediction_data(tmp_path / "data", num_classes=1, regression=True)
     save = tmp_path / "reg"
-    cmd = fairseq_train_cmd(data, save, extra=["--adv-method", "none", "--regression-target", "--best-checkpoint-metric", "loss"], num_classes=1)
+    cmd = fairseq_train_cmd(data, save, extra=["--adv-method", "none", "--regression-target", "--best-checkpoint-metric", "loss", *EVERY_EXAMPLE], num_classes=1)
     run(cmd)
     out = tmp_path / "out"
     code = main([
