@@ -54,7 +54,11 @@ class AdversarialTrainingMixin:
         reused = dataset in getattr(self, "dataset_to_epoch_iter", {})
         itr = super().get_batch_iterator(dataset, *args, **kwargs)
         if not reused:
-            check_batches_cover_dataset(itr, dataset, self._examples_after_size_filter, self._split_name(dataset))
+            try:
+                check_batches_cover_dataset(itr, dataset, self._examples_after_size_filter, self._split_name(dataset))
+            except AdversarialConfigError:
+                getattr(self, "dataset_to_epoch_iter", {}).pop(dataset, None)  # never hand out the refused batches
+                raise
         adversary = self.adversary
         if adversary is not None and adversary.freeat is not None and self._split_name(dataset) == adversary.settings.train_subset:
             return ReplayEpochBatchIterator(itr, adversary.settings.steps, adversary.freeat)
