@@ -90,8 +90,7 @@ class AdversarialTrainingMixin:
             try:
                 check_batches_cover_dataset(itr, dataset, self._examples_after_size_filter, self._split_name(dataset))
             except AdversarialConfigError:
-                # fairseq cached the refused iterator: a retry with other batching must not get it back.
-                getattr(self, "dataset_to_epoch_iter", {}).pop(dataset, None)
+                getattr(self, "dataset_to_epoch_iter", {}).pop(dataset, None)  # never hand out the refused batches
                 raise
         adversary = self.adversary
         if adversary is not None and adversary.freeat is not None and self._split_name(dataset) == adversary.settings.train_subset:
