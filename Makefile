@@ -47,6 +47,8 @@ data: $(DEPS) $(WHEELS)/.fetched
 # A regular (non-editable) install puts the plugin next to fairseq in
 # site-packages, where `--user-dir fairseq_freelb` finds it from any directory.
 install: $(DEPS)
+	@# A stale setuptools build/ would ship modules that moved since (duplicate registrations).
+	rm -rf build
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation --force-reinstall .
 
 test: install data
