@@ -139,7 +139,7 @@ def validate_adversarial_config(cfg) -> None:
     1. every value is in range; the float flags are finite and below
        :data:`LARGEST_USABLE_MAGNITUDE` (issue 12, item 16);
     2. no flag was set that cannot act at this method and K
-       (:mod:`fairseq_freelb.flag_rules`, item 15); with ``--adv-method none``
+       (:mod:`fairseq_freelb.core.flag_rules`, item 15); with ``--adv-method none``
        such flags are only logged, since it ignores every ``--adv-*`` flag by
        definition;
     3. a warning when the ball is the only bound: ``--adv-lr`` >= ``--adv-max-norm``

@@ -6,7 +6,7 @@ a flag that was set but cannot change training (issue 12, item 15), e.g. the
 default ``--adv-steps 1`` with ``--adv-lr 0.1``: FreeLB then makes one pass at
 delta_0 and never takes the ascent step that ``--adv-lr`` sizes.
 
-What each method does per minibatch (Adversary in train_step.py), with K =
+What each method does per minibatch (the method steps of core/adversary.py, core/yopo.py and core/freeat.py), with K =
 ``--adv-steps`` and n = ``--yopo-inner-steps``:
 
 ===========  ================================  ==========================  ====================
