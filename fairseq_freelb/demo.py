@@ -52,14 +52,16 @@ def adversary_line(result: RunResult, max_norm: float) -> str:
             f"mean ||delta|| {adv['adv_delta_norm']:.4f} (radius {max_norm:g})")
 
 
-def single_seed_sentence(vanilla: float, freelb: float, n: int, speed_ratio: float, adv: Dict[str, float]) -> str:
+def single_seed_sentence(vanilla: float, freelb: float, n: int, speed_ratio: float, adv: Dict[str, float],
+                         passes: int = FREELB.passes) -> str:
     """What one seed shows, from the numbers: the difference against 2 standard errors of a difference on ``n`` reviews."""
     p = (vanilla + freelb) / 200
     two_se = 2 * math.sqrt(2 * p * (1 - p) / n) * 100
     diff = freelb - vanilla
     moved = "raised" if adv["adv_loss_last"] > adv["adv_loss_init"] else "did not raise"
-    shown = (f"It shows that the adversary works (the ascent steps {moved} the training loss) at {speed_ratio:.1f}x "
-             f"vanilla's time per update.")
+    shown = (f"It shows that the adversary works (the ascent steps {moved} the training loss), with {passes} "
+             f"forward/backward passes per update against vanilla's 1 ({speed_ratio:.1f}x its time per update as "
+             "measured here, where other load shifts time ratios).")
     if abs(diff) < two_se:
         verdict = (f"One seed: FreeLB - vanilla = {diff:+.2f} points on {n} held-out reviews, inside +/-{two_se:.1f} "
                    "points (2 standard errors of a difference of two accuracies on that many reviews), so this run "
