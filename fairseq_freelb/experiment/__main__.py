@@ -48,7 +48,7 @@ PRESETS = {
     "full": Preset(0, 0, 0, 4, 32, "1,2,3,4,5", tuple(s.name for s in FREELB_GRID)),
     # A few minutes on 2 CPU cores: it exercises every step (both halves per epoch, selection, resume,
     # report) on samples far too small for its accuracies to mean anything.
-    "quick": Preset(128, 64, 64, 2, 16, "1,2", tuple(s.name for s in FREELB_GRID[:2])),
+    "quick": Preset(384, 128, 128, 2, 16, "1,2", tuple(s.name for s in FREELB_GRID[:2])),
 }
 
 

@@ -112,8 +112,9 @@ def run_all(pending: Sequence[Tuple[Setting, int]], store: ResultStore, make_cmd
                               threads, echo, validated_epochs)
         store.add(result)
         done[0] += 1
-        echo(f"run {done[0]}/{len(pending)} finished: {setting.name} seed {seed}: selection "
-             f"{result.selection[-1]:.2f}%, held-out {result.heldout[-1]:.2f}% ({result.wall_seconds:.0f}s)")
+        scores = ", ".join(f"{name} {values[-1]:.2f}%" for name, values in
+                           (("selection", result.selection), ("held-out", result.heldout)) if values)
+        echo(f"run {done[0]}/{len(pending)} finished: {setting.name} seed {seed}: {scores} ({result.wall_seconds:.0f}s)")
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [pool.submit(one, setting, seed) for setting, seed in pending]

@@ -74,6 +74,7 @@ def plot(runs: Sequence, chosen: str, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
     for ax, split, label in zip(axes, ("selection", "heldout"), ("selection half", "held-out half")):
@@ -84,6 +85,7 @@ def plot(runs: Sequence, chosen: str, path: Path, title: str) -> None:
                             color=color, alpha=0.2)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%), mean ± std over seeds")
     axes[1].legend(fontsize=7, loc="lower right")

@@ -131,7 +131,8 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()
     # The subsets this command validates on (fairseq-train's --valid-subset): each must be logged every time.
-    accuracy: Dict[str, Dict[int, float]] = {name: {} for name in list(cmd)[list(cmd).index("--valid-subset") + 1].split(",")}
+    subsets = list(cmd)[list(cmd).index("--valid-subset") + 1].split(",")
+    accuracy: Dict[str, Dict[int, float]] = {name: {} for name in subsets}
     last_train = None
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tag = f"[{setting.name} seed {seed}]"
