@@ -10,7 +10,7 @@ import pytest
 
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.experiment import corpus, execute, selection
-from fairseq_freelb.experiment.runs import FREELB_GRID, RunResult, Schedule, VANILLA
+from fairseq_freelb.experiment.runs import FREELB_GRID, RunResult, Schedule, VANILLA, run_training
 from hf_fixtures import MINILM_WHEEL, converted_minilm, wheels_dir
 
 
@@ -161,3 +161,17 @@ def test_quick_preset_end_to_end_and_resume(tmp_path_factory, tmp_path):
     changed = {name for name, mtime in logs.items() if (workdir / "logs" / name).stat().st_mtime_ns != mtime}
     assert changed == {f"{dropped['setting']}-s{dropped['seed']}.log"}
     assert len(json.loads((workdir / "results.json").read_text())["runs"]) == 6
+
+
+def test_seconds_per_update_counts_every_epochs_training_time(tmp_path):
+    """fairseq resets its train meters each epoch: epoch 2's train_wall alone over all updates halved the figure."""
+    log = [
+        '2026-11-26 02:54:13 | INFO | train | {"epoch": 1, "train_num_updates": "96", "train_train_wall": "188", "train_wall": "189"}',
+        '2026-11-26 02:57:17 | INFO | valid1 | {"epoch": 2, "valid1_accuracy": "81.3", "valid1_num_updates": "192"}',
+        '2026-11-26 02:57:31 | INFO | train | {"epoch": 2, "train_num_updates": "192", "train_train_wall": "183", "train_wall": "387"}',
+    ]
+    script = "import sys; print(sys.argv[1])"
+    cmd = [sys.executable, "-c", script, "\n".join(log), "--valid-subset", "valid1"]
+    result = run_training(VANILLA, cmd, 1, tmp_path / "log", threads=1, echo=lambda line: None, validated_epochs=[2])
+    assert result.updates == 192 and result.heldout == [81.3]
+    assert result.seconds_per_update == pytest.approx((188 + 183) / 192)

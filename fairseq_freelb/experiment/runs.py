@@ -68,7 +68,7 @@ class RunResult:
     selection: List[float]  # accuracy (%) after each epoch, on the selection half
     heldout: List[float]  # the same on the held-out half
     updates: int
-    seconds_per_update: float  # fairseq's train_wall / num_updates
+    seconds_per_update: float  # fairseq's train_wall, summed over epochs, / num_updates
     wall_seconds: float
     adversary: Dict[str, float] = field(default_factory=dict)  # last epoch's adv_loss_init/last, adv_delta_norm
 
@@ -134,6 +134,8 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
     subsets = list(cmd)[list(cmd).index("--valid-subset") + 1].split(",")
     accuracy: Dict[str, Dict[int, float]] = {name: {} for name in subsets}
     last_train = None
+    # fairseq resets its "train" meters every epoch: each epoch summary's train_wall covers that epoch only.
+    epoch_train_walls: List[float] = []
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tag = f"[{setting.name} seed {seed}]"
     with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
@@ -153,19 +155,22 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
                          f"({time.time() - start:.0f}s)")
             if "| train |" in line:
                 last_train = payload
+                epoch_train_walls.append(float(payload.get("train_train_wall", 0.0)))
         proc.wait()
     if proc.returncode != 0:
         lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         raise CommandError(f"fairseq-train ({setting.name}, seed {seed}) failed with exit code {proc.returncode}: "
                            f"{lines[-1] if lines else '(no output)'} (log {log_path})")
-    return finish_result(setting, seed, accuracy, last_train, log_path, time.time() - start, validated_epochs)
+    return finish_result(setting, seed, accuracy, last_train, log_path, time.time() - start, validated_epochs,
+                         train_wall=sum(epoch_train_walls))
 
 
 def finish_result(setting: Setting, seed: int, accuracy: Dict[str, Dict[int, float]], last_train: Optional[dict],
-                  log_path: Path, wall: float, validated_epochs: Optional[Sequence[int]] = None) -> RunResult:
+                  log_path: Path, wall: float, validated_epochs: Optional[Sequence[int]], train_wall: float) -> RunResult:
     """Check that each subset the command asked for was validated after the expected epochs, then build the result.
 
-    ``validated_epochs`` defaults to every epoch, 1..last.
+    ``validated_epochs`` None means every epoch, 1..last. ``train_wall`` is fairseq's training time summed
+    over every epoch's summary (each covers its own epoch only).
     """
     if last_train is None:
         raise CommandError(f"{log_path}: no train summary in fairseq-train's log")
@@ -181,7 +186,7 @@ def finish_result(setting: Setting, seed: int, accuracy: Dict[str, Dict[int, flo
         setting=setting.name, seed=seed,
         selection=[accuracy.get("valid", {})[e] for e in sorted(accuracy.get("valid", {}))],
         heldout=[accuracy.get("valid1", {})[e] for e in sorted(accuracy.get("valid1", {}))],
-        updates=updates, seconds_per_update=float(last_train["train_train_wall"]) / max(updates, 1),
+        updates=updates, seconds_per_update=train_wall / max(updates, 1),
         wall_seconds=wall, adversary=adversary,
     )
 
