@@ -257,7 +257,7 @@ def test_fairseq_train_two_cpu_workers_legacy_ddp_equals_one_worker_update_freq_
     """
     import subprocess
 
-    from utils import fairseq_train_cmd, run
+    from utils import fairseq_train_cmd, run, without_teardown_abort
 
     data_bin = make_sentence_prediction_data(tmp_path, n_train=64, n_valid=8)
     common = [
@@ -282,7 +282,9 @@ def test_fairseq_train_two_cpu_workers_legacy_ddp_equals_one_worker_update_freq_
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-        assert proc.returncode == 0, f"rank {rank} failed:\n{out[-3000:]}"
+        out, aborted_at_exit = without_teardown_abort(out)
+        # An abort in torch's teardown after a complete run (SIGABRT, -6) is not a failure of the run.
+        assert proc.returncode == 0 or (aborted_at_exit and proc.returncode == -6), f"rank {rank} failed:\n{out[-3000:]}"
         outputs.append(out)
     single = run(fairseq_train_cmd(data_bin, tmp_path / "one_worker", common + ["--update-freq", "2"]))
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from fairseq_freelb.core import flag_rules
 from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, RestoreFileGuard, validate_adversarial_config
 from inprocess_fairseq import build
-from utils import fairseq_train_cmd, run
+from utils import fairseq_train_cmd, run, without_teardown_abort
 
 
 def cfg(**values):
@@ -238,6 +238,15 @@ def test_the_criterion_refuses_a_missing_restore_file_when_training_starts(sp_da
         setup.criterion.train()
 
 
+def test_the_task_refuses_a_missing_restore_file_before_batching_the_training_split(sp_data):
+    """fairseq-train builds the training iterator right after the failed load: the guard stops it there,
+    before any iterator thread or training step (a late exit left 'terminate called' after the line)."""
+    setup = build(sp_data(), ["--restore-file", "no/such/model.pt"])
+    setup.task.get_batch_iterator(setup.task.dataset("valid"), max_sentences=8, required_batch_size_multiple=1)
+    with pytest.raises(AdversarialConfigError, match=r"^--restore-file no/such/model.pt \(in .*\) does not exist"):
+        setup.task.get_batch_iterator(setup.task.dataset("train"), max_sentences=8, required_batch_size_multiple=1)
+
+
 # --------------------------------------------------------------------------- item 22: plugin flag typos
 
 
@@ -258,7 +267,8 @@ def test_a_bad_choice_is_one_plugin_line_not_an_argparse_usage_dump(sp_data, cap
 
 
 def _stderr_lines(proc):
-    return proc.stderr.strip().splitlines()
+    stderr, _ = without_teardown_abort(proc.stderr)
+    return stderr.strip().splitlines()
 
 
 @pytest.mark.slow

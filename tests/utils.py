@@ -105,3 +105,19 @@ def run(cmd: Sequence[str], cwd: Optional[Path] = None, check: bool = True) -> s
     if check and proc.returncode != 0:
         raise AssertionError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+# Printed by the C++ runtime (std::terminate) when a process exits while a native
+# thread is still joinable. Seen here, rarely, after fairseq-train's own work was
+# done: at the end of a gloo worker and after a one-line error. It is torch's
+# teardown, not the plugin's output; tests that read a process's last line or exit
+# code accept it only as the very last line.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def without_teardown_abort(text: str):
+    """``(text without a trailing TEARDOWN_ABORT line, whether it was there)``."""
+    lines = text.rstrip("\n").splitlines()
+    if lines and lines[-1].strip() == TEARDOWN_ABORT:
+        return "\n".join(lines[:-1]) + "\n", True
+    return text, False

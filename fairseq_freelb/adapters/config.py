@@ -17,7 +17,7 @@ from omegaconf import II
 from fairseq_freelb.adapters.run_context import RunContextConfig
 from fairseq_freelb.core import flag_rules
 from fairseq_freelb.core.perturbation import NORM_TYPES
-from fairseq_freelb.core.settings import ADV_METHODS, AdversarialConfigError  # noqa: F401  (AdversarialConfigError: public here too)
+from fairseq_freelb.core.settings import ADV_METHODS, AdversarialConfigError, config_value  # noqa: F401  (AdversarialConfigError: public here too)
 
 logger = logging.getLogger(__name__)
 
@@ -214,18 +214,21 @@ class RestoreFileGuard:
     found" and trains from random initialisation. The guard applies the same
     rule and raises instead.
 
-    It is built with the criterion but checks only when :meth:`check` is called
-    from the criterion's ``train()``, which fairseq's Trainer calls before
-    every training step (after loading the checkpoint, before any update or
-    save): a criterion rebuilt from a checkpoint's saved config to evaluate it
+    It is built with the criterion but checks only when training is about to
+    start: when the task builds the batch iterator of ``--train-subset``
+    (fairseq-train does that right after trying to load the checkpoint, before
+    any worker thread, update or save), or at the latest in the criterion's
+    ``train()``, which fairseq's Trainer calls before every training step. A
+    criterion rebuilt from a checkpoint's saved config to evaluate it
     (fairseq-validate, robustness) still carries the training run's
-    ``--restore-file``, which need not exist where the evaluation runs. A
-    config built outside fairseq-train, whose interpolation has nothing to
-    resolve against, disables the guard.
+    ``--restore-file``, which need not exist where the evaluation runs, and
+    never iterates the training split. A config built outside fairseq-train,
+    whose interpolation has nothing to resolve against, disables the guard.
     """
 
     def __init__(self, cfg):
         self.path = self._path(cfg)
+        self.train_subset = config_value(cfg, "train_subset", "train")
 
     @staticmethod
     def _path(cfg):

@@ -39,7 +39,7 @@ class AdversarialCriterionBase(FairseqCriterion):
 
     def attach_to_task(self) -> None:
         """Give the task this criterion's adversarial step (call at the end of the subclass's ``__init__``)."""
-        attach_adversary(self.task, self.adversary)
+        attach_adversary(self.task, self.adversary, self.restore_file_guard)
 
     def adversarial_inputs(self, sample) -> List[dict]:
         raise NotImplementedError

@@ -83,6 +83,9 @@ class AdversarialTrainingMixin:
         return kept
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
+        guard = getattr(self, "restore_file_guard", None)
+        if guard is not None and self._split_name(dataset) == guard.train_subset:
+            guard.check()  # before fairseq starts any iterator thread or training step
         self._examples_after_size_filter = None
         reused = dataset in getattr(self, "dataset_to_epoch_iter", {})
         itr = super().get_batch_iterator(dataset, *args, **kwargs)
@@ -124,7 +127,7 @@ def check_batches_cover_dataset(itr, dataset, after_size_filter, split: str) -> 
         )
 
 
-def attach_adversary(task, adversary) -> None:
+def attach_adversary(task, adversary, restore_file_guard=None) -> None:
     """Give ``task`` the adversarial ``train_step`` of ``adversary``: the one place a task's class changes.
 
     A stock task instance (``--task sentence_prediction``, the documented
@@ -139,3 +142,4 @@ def attach_adversary(task, adversary) -> None:
         task.__class__ = type(f"Adversarial{base.__name__}", (AdversarialTrainingMixin, base), {"__module__": __name__})
         logger.info(f"--task {getattr(task.cfg, '_name', base.__name__)}: adversarial train_step of fairseq_freelb mixed in")
     task.adversary = adversary
+    task.restore_file_guard = restore_file_guard
