@@ -1,4 +1,4 @@
-"""The core ``--adv-*`` flags are refused in one line when they are bad or cannot act (issue 12, items 15, 16, 21, 22).
+"""The core ``--adv-*`` flags are refused in one line when they are bad or cannot act.
 
 Fast tests check the rules on configs and on criteria built the way fairseq-train
 builds them; the slow ones run fairseq-train and read its stderr.
@@ -11,8 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import dataclasses
+
 from fairseq_freelb.core import flag_rules
+from fairseq_freelb.core.settings import ADV_FLAGS, AdversarySettings
 from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, RestoreFileGuard, validate_adversarial_config
+from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import FreeLBSentencePredictionConfig
+from fairseq_freelb.adapters.criterions.freelb_sentence_ranking import FreeLBSentenceRankingConfig
 from inprocess_fairseq import build
 from utils import fairseq_train_cmd, run, without_teardown_abort
 
@@ -21,7 +26,53 @@ def cfg(**values):
     return AdversarialConfig(**values)
 
 
-# --------------------------------------------------------------------------- item 15: inert flags
+# --------------------------------------------------------------------------- one definition of the flags
+
+
+@pytest.mark.parametrize("config_class", [AdversarialConfig, FreeLBSentencePredictionConfig, FreeLBSentenceRankingConfig])
+def test_every_criterion_config_has_exactly_the_settings_flags(config_class):
+    """A flag declared or redeclared in a fairseq config instead of core.settings fails here."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    for spec in ADV_FLAGS:
+        assert spec.name in fields, f"{config_class.__name__} lacks {spec.option}"
+        f = fields[spec.name]
+        assert (f.type, f.default, f.metadata.get("help")) == (spec.type, spec.default, spec.help), spec.name
+    stray = {n for n in fields if n.startswith(("adv_", "yopo_"))} - {spec.name for spec in ADV_FLAGS}
+    assert not stray, f"--adv-* fields outside core.settings.ADV_FLAGS: {sorted(stray)}"
+
+
+def test_settings_fields_and_rule_table_cover_the_same_flags():
+    assert {spec.name for spec in ADV_FLAGS} == set(flag_rules.INERT_RULES)
+    assert all(spec.attribute in {f.name for f in dataclasses.fields(AdversarySettings)} for spec in ADV_FLAGS)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(steps=0), "--adv-steps must be >= 1, got 0"),
+        (dict(norm_type="l1"), "--adv-norm-type must be l2 or linf, got 'l1'"),
+        (dict(lr=-0.1, steps=2), "--adv-lr must be >= 0, got -0.1"),
+        (dict(lr=0.1), "--adv-lr 0.1 has no effect: --adv-method freelb at --adv-steps 1"),
+    ],
+)
+def test_the_settings_validate_themselves_when_built(kwargs, message):
+    """No fairseq involved: the core refuses what fairseq-train refuses, with the same line."""
+    with pytest.raises(AdversarialConfigError) as err:
+        AdversarySettings(**kwargs)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    with pytest.raises(AdversarialConfigError) as again:
+        flag_name = {spec.attribute: spec.name for spec in ADV_FLAGS}
+        AdversarySettings.from_flags({flag_name[k]: v for k, v in kwargs.items()})
+    assert str(again.value) == str(err.value)
+
+
+def test_from_flags_reads_config_field_names_and_keeps_defaults():
+    settings = AdversarySettings.from_flags({"adv_steps": 3, "adv_lr": "0.1", "adv_max_norm": 0.3}, amp=True)
+    assert (settings.steps, settings.lr, settings.max_norm, settings.method, settings.amp) == (3, 0.1, 0.3, "freelb", True)
+    assert settings.flag_values()["adv_steps"] == 3
+
+
+# --------------------------------------------------------------------------- inert flags
 
 
 def test_the_issues_example_is_refused_naming_adv_steps():
@@ -91,7 +142,7 @@ def test_a_single_pass_message_names_adv_steps_and_the_fix():
 
 def test_method_none_ignores_every_flag_and_logs_which(caplog):
     """The launch scripts' vanilla baselines pass the adversarial runs' flags with ADV_METHOD=none."""
-    with caplog.at_level(logging.INFO, logger="fairseq_freelb.adapters.config"):
+    with caplog.at_level(logging.INFO, logger="fairseq_freelb.core.settings"):
         validate_adversarial_config(cfg(adv_method="none", adv_steps=4, adv_lr=0.03, adv_max_norm=0.15))
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["--adv-method none: ignoring --adv-steps 4, --adv-lr 0.03, --adv-max-norm 0.15 (plain fine-tuning)"]
@@ -145,7 +196,7 @@ def test_the_rule_agrees_with_the_training_step(sp_data, monkeypatch, method, st
     assert acts != said_inert, f"{varied} {'acts' if acts else 'is inert'} but the table says the opposite"
 
 
-# --------------------------------------------------------------------------- item 16: non-finite and huge values
+# --------------------------------------------------------------------------- non-finite and huge values
 
 
 @pytest.mark.parametrize("name", ["adv_lr", "adv_init_mag", "adv_max_norm"])
@@ -164,8 +215,25 @@ def test_non_finite_values_are_refused_before_fairseq_builds_anything_more(sp_da
         build(sp_data(), ["--adv-steps", "2", "--adv-lr", "0.1", *flags])
 
 
+@pytest.mark.parametrize("method,steps,passes", [("freelb", 3, 3), ("pgd", 2, 3), ("yopo", 2, 2)])
+def test_k_passes_with_delta_fixed_at_zero_are_allowed_but_warned(caplog, method, steps, passes):
+    """A control run: K times the cost and no adversary, which a user who forgot --adv-lr should hear about."""
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.core.settings"):
+        validate_adversarial_config(cfg(adv_method=method, adv_steps=steps))
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"--adv-steps {steps} with --adv-lr 0 and --adv-init-mag 0: {passes} passes per update with "
+                           "delta fixed at 0")
+
+
+@pytest.mark.parametrize("flags", [dict(adv_lr=0.1), dict(adv_init_mag=0.1), dict(adv_method="freeat")])
+def test_an_adversary_that_moves_delta_is_not_warned_as_a_control_run(caplog, flags):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.core.settings"):
+        validate_adversarial_config(cfg(**dict(dict(adv_steps=3), **flags)))
+    assert not [r for r in caplog.records if "delta fixed at 0" in r.getMessage()]
+
+
 def test_a_step_as_large_as_the_ball_is_warned(caplog):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.core.settings"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=0.5, adv_max_norm=0.3))
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith("--adv-lr 0.5 >= --adv-max-norm 0.3: a single ascent step")
@@ -173,7 +241,7 @@ def test_a_step_as_large_as_the_ball_is_warned(caplog):
 
 @pytest.mark.parametrize("norm,init", [("l2", 1.0), ("linf", 0.5)])
 def test_an_initialisation_outside_the_ball_is_warned(caplog, norm, init):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.core.settings"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=0.1, adv_init_mag=init, adv_max_norm=0.3, adv_norm_type=norm))
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"--adv-init-mag {init:g} draws a delta_0 of typical {norm} norm")
@@ -181,16 +249,16 @@ def test_an_initialisation_outside_the_ball_is_warned(caplog, norm, init):
 
 @pytest.mark.parametrize(
     "lr,init,eps",
-    # The official launch scripts' MNLI, SST-2 and MRPC lines (issue 12, item 23): no warning.
+    # The official launch scripts' MNLI, SST-2 and MRPC lines: no warning.
     [(0.1, 0.1, 0.3), (0.1, 1.0, 0.6), (0.04, 0.64, 0.4)],
 )
 def test_the_official_settings_are_not_warned(caplog, lr, init, eps):
-    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.adapters.config"):
+    with caplog.at_level(logging.WARNING, logger="fairseq_freelb.core.settings"):
         validate_adversarial_config(cfg(adv_steps=3, adv_lr=lr, adv_init_mag=init, adv_max_norm=eps))
     assert not caplog.records
 
 
-# --------------------------------------------------------------------------- item 21: a missing --restore-file
+# --------------------------------------------------------------------------- a missing --restore-file
 
 
 def live_config(restore_file, suffix=""):
@@ -247,7 +315,7 @@ def test_the_task_refuses_a_missing_restore_file_before_batching_the_training_sp
         setup.task.get_batch_iterator(setup.task.dataset("train"), max_sentences=8, required_batch_size_multiple=1)
 
 
-# --------------------------------------------------------------------------- item 22: plugin flag typos
+# --------------------------------------------------------------------------- plugin flag typos
 
 
 @pytest.mark.parametrize(
@@ -287,7 +355,7 @@ def _stderr_lines(proc):
 )
 def test_fairseq_train_stops_with_the_plugins_line_last(tmp_path, sp_data, extra, message):
     save_dir = tmp_path / "ck"
-    extra = [*extra, "--required-batch-size-multiple", "1"]  # no dropped examples (issue 12, item 8)
+    extra = [*extra, "--required-batch-size-multiple", "1"]  # no dropped examples
     proc = run(fairseq_train_cmd(sp_data() / "data-bin", save_dir, extra), cwd=tmp_path, check=False)
     lines = _stderr_lines(proc)
     assert proc.returncode != 0, proc.stdout[-2000:]

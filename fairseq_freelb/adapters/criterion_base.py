@@ -13,7 +13,7 @@ from fairseq.criterions import FairseqCriterion
 from torch import Tensor
 
 from fairseq_freelb.adapters import runtime
-from fairseq_freelb.adapters.config import RestoreFileGuard, validate_adversarial_config
+from fairseq_freelb.adapters.config import RestoreFileGuard, adversary_settings
 from fairseq_freelb.adapters.run_context import validate_run_context
 from fairseq_freelb.adapters.task_mixin import attach_adversary
 from fairseq_freelb.core.adversary import Adversary
@@ -26,9 +26,9 @@ class AdversarialCriterionBase(FairseqCriterion):
     def __init__(self, cfg, task):
         runtime.install()
         super().__init__(task)
-        validate_adversarial_config(cfg)
+        settings = adversary_settings(cfg)  # validates the --adv-* flags
         validate_run_context(cfg)
-        self.adversary = Adversary(cfg)
+        self.adversary = Adversary(settings)
         self.restore_file_guard = RestoreFileGuard(cfg)
 
     def train(self, mode: bool = True):

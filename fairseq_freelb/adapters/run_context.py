@@ -17,9 +17,26 @@ from typing import Any
 
 import torch
 from fairseq.dataclass import FairseqDataclass
-from omegaconf import II
+from omegaconf import II, OmegaConf
 
-from fairseq_freelb.core.settings import AMP_DTYPES, AdversarialConfigError, config_value
+from fairseq_freelb.core.errors import AdversarialConfigError
+from fairseq_freelb.core.settings import AMP_DTYPES
+
+
+def config_value(cfg, name: str, default):
+    """``cfg.name``, or ``default`` where the field is absent or an unresolvable interpolation.
+
+    Fields such as ``II("common.amp")`` resolve inside fairseq's full config; a
+    criterion config built on its own (a test, ``robustness --criterion``) has
+    no ``common`` to resolve them against.
+    """
+    if OmegaConf.is_config(cfg):
+        value = OmegaConf.select(cfg, name, default=default, throw_on_resolution_failure=False)
+    else:
+        value = getattr(cfg, name, default)
+    if isinstance(value, str) and value.startswith("${"):
+        return default
+    return default if value is None else value
 
 
 @dataclass

@@ -46,8 +46,8 @@ class Adversary:
     :mod:`fairseq_freelb.core.contract`.
     """
 
-    def __init__(self, cfg):
-        self.settings = cfg if isinstance(cfg, AdversarySettings) else AdversarySettings.from_config(cfg)
+    def __init__(self, settings: AdversarySettings):
+        self.settings = settings
         self.freeat = freeat.FreeATState(self.settings) if self.method == "freeat" else None
 
     @property

@@ -1,8 +1,8 @@
 """Which ``--adv-*`` flags act at a given method and K: the rule that refuses inert flags.
 
 Pure Python (no torch, no fairseq), so the table can be read and tested on its
-own. :func:`inert_flags` is what ``validate_adversarial_config`` uses to refuse
-a flag that was set but cannot change training (issue 12, item 15), e.g. the
+own. :func:`inert_flags` is what :class:`~fairseq_freelb.core.settings.AdversarySettings` uses to refuse
+a flag that was set but cannot change training, e.g. the
 default ``--adv-steps 1`` with ``--adv-lr 0.1``: FreeLB then makes one pass at
 delta_0 and never takes the ascent step that ``--adv-lr`` sizes.
 
@@ -61,7 +61,7 @@ def ascent_steps(method: str, steps: int, yopo_inner_steps: int = 1) -> int:
     return 0
 
 
-def passes(method: str, steps: int) -> int:
+def passes_per_minibatch(method: str, steps: int) -> int:
     """How many forward/backward passes per minibatch replay one set of dropout masks."""
     return {"freelb": steps, "pgd": steps + 1, "freeat": steps, "yopo": steps}.get(method, 1)
 
@@ -129,7 +129,7 @@ def _yopo_inner(v: Mapping) -> Optional[str]:
 def _resample(v: Mapping) -> Optional[str]:
     if v["adv_method"] == "none":
         return _none(v)
-    if passes(v["adv_method"], v["adv_steps"]) < 2:
+    if passes_per_minibatch(v["adv_method"], v["adv_steps"]) < 2:
         return _single_pass(v)
     return None
 
@@ -171,8 +171,14 @@ def _begin_update(v: Mapping) -> Optional[str]:
     return None
 
 
+def _always_acts(v: Mapping) -> Optional[str]:
+    return None
+
+
 # field name -> why the flag is inert for these values (None: it acts). Order = message order.
+# Every --adv-* flag of core.settings has a rule (checked when core.settings is imported).
 INERT_RULES: Dict[str, Callable[[Mapping], Optional[str]]] = {
+    "adv_method": _always_acts,
     "adv_steps": _method_only,
     "adv_lr": _lr,
     "adv_max_norm": _max_norm,
