@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from fairseq_freelb.core.errors import FreeLBError
+
 TRUST_HINT = (
     "if you trust the file, set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 to load it with full pickle "
     "(this can run arbitrary code)"
@@ -37,7 +39,7 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch >= 1.6 saves a zip archive
 PICKLE_PROTOCOL_2 = b"\x80"  # older torch saves pickles of protocol >= 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FreeLBError, ValueError):
     """A checkpoint file that cannot be loaded; the message names the file and the cause."""
 
 

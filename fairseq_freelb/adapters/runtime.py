@@ -6,11 +6,12 @@ checkpoints. It is idempotent. It:
 
 * allow-lists the types fairseq checkpoints pickle for torch's
   ``weights_only`` loading (:mod:`fairseq_freelb.checkpoint`);
-* prints a bad ``--adv-*`` flag (:class:`AdversarialConfigError`) or a
-  checkpoint file torch.load could not read (refused type, truncated, not a
-  checkpoint) as one line, ``fairseq_freelb: error:
-  ...``, when it ends fairseq-train; every other uncaught exception keeps its
-  traceback;
+* prints an expected error of the plugin (a
+  :class:`~fairseq_freelb.core.errors.FreeLBError`: a bad ``--adv-*`` flag,
+  data that does not match a checkpoint, ...) or a checkpoint file torch.load
+  could not read (refused type, truncated, not a checkpoint) as one line,
+  ``fairseq_freelb: error: ...``, when it ends fairseq-train; every other
+  uncaught exception keeps its traceback;
 * lets ``--user-dir fairseq_freelb`` accept the already-imported package
   (:func:`accept_fairseqs_spelling_of_this_folder`).
 """
@@ -19,7 +20,7 @@ import os
 import sys
 
 from fairseq_freelb import checkpoint
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import FreeLBError
 
 _MARK = "_fairseq_freelb"
 
@@ -37,7 +38,7 @@ def one_line_errors(previous_hook):
     """An excepthook printing the plugin's expected failures as one line, delegating everything else."""
 
     def hook(exc_type, exc, tb):
-        if issubclass(exc_type, AdversarialConfigError):
+        if issubclass(exc_type, FreeLBError):
             print(f"fairseq_freelb: error: {exc}", file=sys.stderr)
         elif checkpoint.is_checkpoint_load_failure(exc):
             print(f"fairseq_freelb: error: {checkpoint.explain_refusal(exc)}", file=sys.stderr)

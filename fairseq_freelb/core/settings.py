@@ -11,18 +11,13 @@ from typing import Optional
 
 import torch
 
+from fairseq_freelb.core.errors import AdversarialConfigError  # noqa: F401  (re-exported: its old home)
+
 # The methods an Adversary runs (``--adv-method``); adversary.METHODS maps each to its step.
 ADV_METHODS = ("freelb", "pgd", "freeat", "yopo", "none")
 
 # ``--amp-dtype``: the autocast dtype of the plugin's passes under ``--amp``.
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class AdversarialConfigError(ValueError):
-    """A bad ``--adv-*`` flag, an unsupported flag combination, or a task/criterion mismatch.
-
-    fairseq-train prints it as a single line (:func:`fairseq_freelb.adapters.runtime.install`).
-    """
 
 
 def config_value(cfg, name: str, default):

@@ -8,6 +8,8 @@ Column indices are 0-based, as the standard GLUE download lays the files out.
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from fairseq_freelb.core.errors import FreeLBError
+
 # Split names of the binarized data (fairseq ``--valid-subset`` / ``--gen-subset`` names).
 TRAIN, VALID, TEST = "train", "valid", "test"
 
@@ -190,13 +192,17 @@ SUBMISSION_FILES: Dict[str, str] = {f: t.name for t in TASKS.values() for f in t
 STSB_MAX_SCORE = 5.0
 
 
+class UnknownGlueTask(FreeLBError, KeyError):
+    """A GLUE task name that is none of the nine (a ``KeyError``, as a failed lookup)."""
+
+
 def get_task(name: str) -> GlueTask:
     """Look a task up by its GLUE folder name, case-insensitively (``sst2`` and ``SST-2`` both work)."""
     wanted = name.replace("-", "").lower()
     for task in TASKS.values():
         if task.name.replace("-", "").lower() == wanted:
             return task
-    raise KeyError(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")
+    raise UnknownGlueTask(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")
 
 
 def submission_labels(task: GlueTask) -> Optional[Tuple[str, ...]]:

@@ -31,7 +31,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from fairseq_freelb.commands import run_command
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import GlueTask, get_task
 
 
@@ -63,10 +64,10 @@ def task_of(data_bin: Path, name: Optional[str] = None) -> GlueTask:
     folder = Path(data_bin).resolve().name
     if folder.endswith("-bin"):
         return get_task(folder[: -len("-bin")])
-    raise ValueError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
+    raise CommandError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(FreeLBError, ValueError):
     """A checkpoint that was not trained on this task's labels."""
 
 
@@ -154,10 +155,10 @@ def _head_name(model, requested: Optional[str]) -> str:
     heads = list(getattr(model, "classification_heads", {}))
     if requested:
         if requested not in heads:
-            raise ValueError(f"--classification-head-name {requested!r}: model has {heads}")
+            raise CommandError(f"--classification-head-name {requested!r}: model has {heads}")
         return requested
     if len(heads) != 1:
-        raise ValueError(f"model has classification heads {heads}; pick one with --classification-head-name")
+        raise CommandError(f"model has classification heads {heads}; pick one with --classification-head-name")
     return heads[0]
 
 

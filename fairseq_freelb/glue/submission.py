@@ -36,13 +36,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fairseq_freelb.commands import run_command
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
 
 HEADER = "index\tprediction"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(FreeLBError, ValueError):
     """A submission that the GLUE server would reject; the message lists every problem."""
 
 
@@ -207,7 +208,7 @@ def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path
     """Write, check and zip the submission aside; move folder and zip into place only when both are valid."""
     files = plan(glue_bin, checkpoints, allow_missing)
     if not files:
-        raise ValueError("no submission file can be written (see the lines above)")
+        raise CommandError("no submission file can be written (see the lines above)")
     out.parent.mkdir(parents=True, exist_ok=True)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
@@ -236,12 +237,12 @@ def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for spec in specs:
         if "=" not in spec:
-            raise ValueError(f"--checkpoints {spec!r}: expected TASK=path[,path...]")
+            raise CommandError(f"--checkpoints {spec!r}: expected TASK=path[,path...]")
         name, paths = spec.split("=", 1)
         try:
             task = get_task(name)
         except KeyError as exc:
-            raise ValueError(f"--checkpoints {spec!r}: {exc.args[0]}") from None
+            raise CommandError(f"--checkpoints {spec!r}: {exc.args[0]}") from None
         out.setdefault(task.name, []).extend(p for p in paths.split(",") if p)
     return out
 
@@ -275,10 +276,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     checkpoints = parse_checkpoints(args.checkpoints)
     if not checkpoints:
-        raise ValueError("give --checkpoints TASK=path for each task")
+        raise CommandError("give --checkpoints TASK=path for each task")
     missing = [t for t in TASKS if t not in checkpoints]
     if missing and not args.allow_missing:
-        raise ValueError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
+        raise CommandError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
     out = Path(args.out)
     zip_path = Path(args.zip) if args.zip else Path(f"{out}.zip")
     written = build(glue_bin, checkpoints, out, zip_path, args.allow_missing, batch_size=args.batch_size, cpu=args.cpu,
@@ -289,4 +290,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(PROG, main, errors=(SubmissionError, ValueError, FileNotFoundError, KeyError)))
+    sys.exit(run_command(PROG, main))

@@ -8,6 +8,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from fairseq_freelb.commands import CommandError
 from fairseq_freelb.mc.encoding import DictionaryMismatch
 from fairseq_freelb.mc.formats import Question, benchmark_group
 from fairseq_freelb.mc.scoring import choice_scores
@@ -35,7 +36,7 @@ def select_group(questions: Sequence[Question], group: Optional[str], split: str
     indices = [i for i, q in enumerate(questions) if group in (benchmark_group(q.source), q.source)]
     if not indices:
         known = sorted({benchmark_group(q.source) for q in questions} | {q.source for q in questions})
-        raise ValueError(f"--group {group}: no question of split {split!r} belongs to it; its groups: {', '.join(known)}")
+        raise CommandError(f"--group {group}: no question of split {split!r} belongs to it; its groups: {', '.join(known)}")
     return indices
 
 
@@ -83,7 +84,7 @@ def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides:
                 "this checkpoint does not match this data"
             ) from None
         if not isinstance(task, MultipleChoiceTask):
-            raise ValueError(f"{path}: trained with --task {cfg_k.task._name}; these commands need --task multiple_choice")
+            raise CommandError(f"{path}: trained with --task {cfg_k.task._name}; these commands need --task multiple_choice")
         models.extend(loaded)
         cfg = cfg if cfg is not None else cfg_k
     use_cuda = torch.cuda.is_available() and not cpu
