@@ -19,10 +19,17 @@ checkpoints. It is idempotent. It:
 import os
 import sys
 
+import fairseq
+
 from fairseq_freelb import checkpoint
 from fairseq_freelb.core.errors import FreeLBError
 
 _MARK = "_fairseq_freelb"
+
+# This package, found from this file rather than by importing it: its folder (the one above adapters/)
+# and its name. Python imports a package before any of its modules, so it is always in sys.modules here.
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_NAME = __name__.split(".")[0]
 
 
 def install() -> None:
@@ -60,11 +67,7 @@ def accept_fairseqs_spelling_of_this_folder() -> None:
     fairseq's ``cli_main``. Listing fairseq's spelling of this same folder
     makes fairseq log "already imported" instead.
     """
-    import fairseq
-
-    import fairseq_freelb
-
-    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", fairseq_freelb.__name__)
-    path = fairseq_freelb.__path__
-    if spelling not in path and os.path.isdir(spelling) and os.path.samefile(spelling, path[0]):
+    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", PACKAGE_NAME)
+    path = sys.modules[PACKAGE_NAME].__path__
+    if spelling not in path and os.path.isdir(spelling) and os.path.samefile(spelling, PACKAGE_DIR):
         path.append(spelling)

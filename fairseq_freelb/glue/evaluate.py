@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from fairseq_freelb.commands import CommandError, run_command
-from fairseq_freelb.glue.metrics import glue_metrics
-from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_ensemble, predict, task_of
+from fairseq_freelb.metrics import glue_metrics
+from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_glue_ensemble, predict, task_of
 from fairseq_freelb.glue.benchmark_tasks import GlueTask
 
 
@@ -49,7 +49,7 @@ def evaluate(
     for split in splits:
         if split not in task.valid_splits and split != "train":
             raise CommandError(f"--split {split}: {task.name} has labels only for train, {', '.join(task.valid_splits)}")
-    loaded = load_ensemble(checkpoints, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
+    loaded = load_glue_ensemble(checkpoints, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
     return {
         split: score(task, predict(checkpoints, data_bin, split, batch_size, loaded=loaded, glue_task=task))
         for split in splits

@@ -8,10 +8,12 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from fairseq_freelb.adapters import runtime
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.mc.encoding import DictionaryMismatch
 from fairseq_freelb.mc.formats import Question, benchmark_group
 from fairseq_freelb.mc.scoring import choice_scores
+from fairseq_freelb.mc.task import MultipleChoiceTask
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def select_group(questions: Sequence[Question], group: Optional[str], split: str
 def split_probabilities(args):
     """Load the ensemble of ``--path`` and score ``--split`` (``--group``): (checkpoint paths, questions, probabilities)."""
     paths = args.path.split(os.pathsep)
-    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
+    models, _, task = load_mc_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
     if args.split not in task.datasets:
         task.load_dataset(args.split)  # also fills task.questions[split]
     indices = select_group(task.questions[args.split], args.group, args.split)
@@ -51,16 +53,11 @@ def split_probabilities(args):
     return paths, [task.questions[args.split][i] for i in indices], probabilities
 
 
-def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
+def load_mc_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
     """fairseq models and the ``multiple_choice`` task of the first checkpoint, reading ``data``."""
-    import fairseq_freelb  # noqa: F401  (registers the task)
-    from fairseq_freelb.adapters import runtime
-
-    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     from fairseq import checkpoint_utils
 
-    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
-
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: checkpoint not found")
