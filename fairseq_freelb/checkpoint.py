@@ -201,16 +201,3 @@ def load_checkpoint(path: str, map_location="cpu"):
         return torch.load(path, map_location=map_location)
     except Exception as exc:
         raise CheckpointError(explain_refusal(exc, path=os.fspath(path))) from None
-
-
-def load_fairseq_checkpoint(path: str, arg_overrides=None):
-    """fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` (upgrades old states), with :class:`CheckpointError`."""
-    from fairseq import checkpoint_utils
-
-    allow_fairseq_checkpoints()
-    try:
-        return checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides)
-    except Exception as exc:
-        if not is_checkpoint_load_failure(exc):
-            raise
-        raise CheckpointError(explain_refusal(exc, path=os.fspath(path))) from None

@@ -61,7 +61,7 @@ def ascent_steps(method: str, steps: int, yopo_inner_steps: int = 1) -> int:
     return 0
 
 
-def passes(method: str, steps: int) -> int:
+def passes_per_minibatch(method: str, steps: int) -> int:
     """How many forward/backward passes per minibatch replay one set of dropout masks."""
     return {"freelb": steps, "pgd": steps + 1, "freeat": steps, "yopo": steps}.get(method, 1)
 
@@ -129,7 +129,7 @@ def _yopo_inner(v: Mapping) -> Optional[str]:
 def _resample(v: Mapping) -> Optional[str]:
     if v["adv_method"] == "none":
         return _none(v)
-    if passes(v["adv_method"], v["adv_steps"]) < 2:
+    if passes_per_minibatch(v["adv_method"], v["adv_steps"]) < 2:
         return _single_pass(v)
     return None
 

@@ -54,16 +54,8 @@ class GlueTask:
         return 1 if self.regression else len(self.labels)
 
     @property
-    def headline_metric(self) -> str:
-        return self.metrics[0]
-
-    @property
     def valid_splits(self) -> Tuple[str, ...]:
         return tuple(s.split for s in self.splits if s.labeled and s.split != TRAIN)
-
-    @property
-    def test_splits(self) -> Tuple[str, ...]:
-        return tuple(s.split for s in self.splits if not s.labeled)
 
     def layout(self, split: str) -> SplitLayout:
         for layout in self.splits:
@@ -203,8 +195,3 @@ def get_task(name: str) -> GlueTask:
         if task.name.replace("-", "").lower() == wanted:
             return task
     raise UnknownGlueTask(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")
-
-
-def submission_labels(task: GlueTask) -> Optional[Tuple[str, ...]]:
-    """The labels the server accepts for ``task`` (None for STS-B: a float in [0, 5])."""
-    return None if task.regression else task.labels
