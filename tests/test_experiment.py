@@ -39,9 +39,9 @@ def test_selection_rule_ties_and_incomplete_runs():
     summary = selection.summarise(runs, ["vanilla", "A", "B"])
     assert selection.select_freelb(summary, ["A", "B"]) == "A"  # a tie goes to the first listed
     summary = selection.summarise(runs + [run("B", 2, 90.0, 90.0)], ["vanilla", "A", "B"])
-    with pytest.raises(ValueError, match="different finished seeds"):
+    with pytest.raises(CommandError, match="different finished seeds"):
         selection.select_freelb(summary, ["A", "B"])
-    with pytest.raises(ValueError, match="same seeds"):
+    with pytest.raises(CommandError, match="same seeds"):
         selection.paired_difference(summary["B"], summary["vanilla"])
 
 

@@ -16,8 +16,8 @@ import dataclasses
 from fairseq_freelb.core import flag_rules
 from fairseq_freelb.core.settings import ADV_FLAGS, AdversarySettings
 from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError, RestoreFileGuard, validate_adversarial_config
-from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import FreeLBSentencePredictionConfig
-from fairseq_freelb.adapters.criterions.freelb_sentence_ranking import FreeLBSentenceRankingConfig
+from fairseq_freelb.adapters.sentence_prediction_criterion import FreeLBSentencePredictionConfig
+from fairseq_freelb.mc.criterion import FreeLBSentenceRankingConfig
 from inprocess_fairseq import build
 from utils import fairseq_train_cmd, run, without_teardown_abort
 

@@ -6,7 +6,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from fairseq_freelb.glue import metrics as M
+from fairseq_freelb import metrics as M
 
 rng = np.random.RandomState(0)
 BINARY_CASES = [
@@ -73,7 +73,7 @@ def _validation_stats(logging_outputs_per_batch):
     """What fairseq's validate() sees: reduce_metrics per batch inside a fresh aggregation."""
     from fairseq.logging import metrics
 
-    from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import FreeLBSentencePredictionCriterion
+    from fairseq_freelb.adapters.sentence_prediction_criterion import FreeLBSentencePredictionCriterion
 
     with metrics.aggregate(new_root=True) as agg:
         for batch in logging_outputs_per_batch:

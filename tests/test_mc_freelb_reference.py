@@ -210,7 +210,7 @@ def test_stock_sentence_ranking_task_matches_reference(tmp_path):
     task = SentenceRankingTask(args, stock_dictionary)  # the stock class, built as fairseq would
     task.load_dataset("train")
     model = task.build_model(args).double()
-    from fairseq_freelb.adapters.criterions.freelb_sentence_ranking import FreeLBSentenceRankingCriterion
+    from fairseq_freelb.mc.criterion import FreeLBSentenceRankingCriterion
 
     criterion = FreeLBSentenceRankingCriterion(cfg.criterion, task)
     reference_model_init[0] = copy.deepcopy(model)

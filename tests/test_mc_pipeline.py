@@ -171,11 +171,11 @@ def test_checkpoint_on_other_data_is_refused_in_one_line(tmp_path):
 
 def _check_ensemble_average(data, checkpoints, answers):
     """The ensemble's answers are the argmax of the mean of the members' probabilities."""
-    from fairseq_freelb.mc.inference import choice_probabilities, load_ensemble
+    from fairseq_freelb.mc.inference import choice_probabilities, load_mc_ensemble
 
     members = []
     for path in checkpoints:
-        models, _, task = load_ensemble([str(path)], str(data), cpu=True)
+        models, _, task = load_mc_ensemble([str(path)], str(data), cpu=True)
         members.append(choice_probabilities(models, task, "test"))
     questions = task.questions["test"]
     mean = [np.mean([m[i] for m in members], axis=0) for i in range(len(questions))]

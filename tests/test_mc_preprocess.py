@@ -201,6 +201,7 @@ def test_fact1_ignored_is_logged(tmp_path, caplog):
 
 def test_predict_group_selects_one_leaderboard(tmp_path):
     from fairseq_freelb.mc.formats import read_split
+    from fairseq_freelb.commands import CommandError
     from fairseq_freelb.mc.inference import select_group
 
     arc = mc_fixtures.make_arc(tmp_path, n_test=4)
@@ -208,7 +209,7 @@ def test_predict_group_selects_one_leaderboard(tmp_path):
     assert select_group(questions, "ARC-Easy", "test") == [0, 1, 2, 3]
     assert select_group(questions, "ARC-Challenge", "test") == [4, 5, 6, 7]
     assert select_group(questions, None, "test") == list(range(8))
-    with pytest.raises(ValueError, match=r"--group ARC-Hard: no question of split 'test' belongs to it; its groups: "
+    with pytest.raises(CommandError, match=r"--group ARC-Hard: no question of split 'test' belongs to it; its groups: "
                                          r"ARC-Challenge, ARC-Challenge-Test, ARC-Easy, ARC-Easy-Test"):
         select_group(questions, "ARC-Hard", "test")
 

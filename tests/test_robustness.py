@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fairseq_freelb  # noqa: F401
-from fairseq_freelb.adapters.criterions.freelb_sentence_prediction import (
+from fairseq_freelb.adapters.sentence_prediction_criterion import (
     FreeLBSentencePredictionConfig,
     FreeLBSentencePredictionCriterion,
 )
@@ -393,6 +393,17 @@ def test_missing_checkpoint_and_file_as_output_dir_get_one_line_and_write_nothin
     out.write_text("not a folder")
     assert main(["--checkpoints", str(ckpt), "--data", str(tmp_path), "--output-dir", str(out)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--output-dir: {out} exists and is not a folder")
+
+
+def test_the_plugins_tasks_count_as_the_stock_task_they_extend():
+    """Checkpoints of --task freelb_sentence_prediction and --task sentence_prediction can be compared."""
+    from fairseq.tasks.sentence_prediction import SentencePredictionTask
+    from fairseq.tasks.sentence_ranking import SentenceRankingTask
+
+    from fairseq_freelb.robustness.checkpoints import _task_family
+
+    assert _task_family("freelb_sentence_prediction") is _task_family("sentence_prediction") is SentencePredictionTask
+    assert _task_family("freelb_sentence_ranking") is SentenceRankingTask
 
 
 def test_unreadable_checkpoints_get_one_line_naming_the_file(tmp_path, capsys):

@@ -241,11 +241,25 @@ def test_every_flag_combination_takes_finite_steps(sp_data, method, norm, resamp
 # --------------------------------------------------------------------------- the core's structure
 
 
-def test_method_table_covers_every_adv_method():
-    from fairseq_freelb.core.adversary import METHODS
+# Full forward passes (through the classification head) of one train_step at K = 3: each --adv-method's
+# own count (YOPO's inner steps stop at the first block; a FreeAT step is one of its K replays).
+FULL_PASSES_AT_K3 = {"freelb": 3, "pgd": 4, "freeat": 1, "yopo": 3, "none": 1}
+
+
+@pytest.mark.parametrize("method", sorted(FULL_PASSES_AT_K3))
+def test_each_adv_method_runs_its_own_step(sp_data, method):
+    """--adv-method picks its own step function: the passes it makes and the log it writes are that method's."""
     from fairseq_freelb.core.settings import ADV_METHODS
 
-    assert tuple(METHODS) == ADV_METHODS
+    assert set(FULL_PASSES_AT_K3) == set(ADV_METHODS), "a new --adv-method needs its pass count here"
+    flags = ["--adv-method", method, "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1"]
+    setup = build(sp_data(), flags + (["--yopo-inner-steps", "2"] if method == "yopo" else []))
+    outputs, handle = record_head_outputs(setup.model)
+    _, _, log = setup.train_step(setup.batch(8))
+    handle.remove()
+    assert len(outputs) == FULL_PASSES_AT_K3[method]
+    assert ("adv_delta_norm" in log) == (method != "none")
+    assert ("freeat_replay" in log) == (method == "freeat")
 
 
 def test_importing_the_plugin_changes_no_global_handler():

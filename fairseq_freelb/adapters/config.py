@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List
 
+from fairseq.file_io import PathManager
 from omegaconf import II
 
 from fairseq_freelb.adapters.run_context import RunContextConfig, config_value
@@ -123,8 +124,6 @@ class RestoreFileGuard:
         path, self.path = self.path, None
         if path is None:
             return
-        from fairseq.file_io import PathManager
-
         if not PathManager.isfile(path):
             what = "is a folder, not a checkpoint file" if os.path.isdir(path) else "does not exist"
             where = "" if os.path.isabs(path) else f" (in {os.getcwd()})"

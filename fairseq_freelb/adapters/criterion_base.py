@@ -17,7 +17,7 @@ from fairseq_freelb.adapters.config import RestoreFileGuard, adversary_settings
 from fairseq_freelb.adapters.run_context import validate_run_context
 from fairseq_freelb.adapters.task_mixin import attach_adversary
 from fairseq_freelb.core.adversary import Adversary
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import AdversarialConfigError
 
 
 class AdversarialCriterionBase(FairseqCriterion):
@@ -49,9 +49,9 @@ class AdversarialCriterionBase(FairseqCriterion):
         return masks
 
 
-def require_task(criterion_name: str, task, task_class, hint: str) -> None:
-    """Refuse a task this criterion cannot serve, naming the flag."""
-    if not isinstance(task, task_class):
+def require_task(criterion_name: str, task, task_classes, hint: str) -> None:
+    """Refuse a task this criterion cannot serve (``task_classes``: a class or a tuple of them), naming the flag."""
+    if not isinstance(task, task_classes):
         raise AdversarialConfigError(
             f"--criterion {criterion_name} cannot serve --task {getattr(task.cfg, '_name', type(task).__name__)}; {hint}"
         )

@@ -6,11 +6,12 @@ checkpoints. It is idempotent. It:
 
 * allow-lists the types fairseq checkpoints pickle for torch's
   ``weights_only`` loading (:mod:`fairseq_freelb.checkpoint`);
-* prints a bad ``--adv-*`` flag (:class:`AdversarialConfigError`) or a
-  checkpoint file torch.load could not read (refused type, truncated, not a
-  checkpoint) as one line, ``fairseq_freelb: error:
-  ...``, when it ends fairseq-train; every other uncaught exception keeps its
-  traceback;
+* prints an expected error of the plugin (a
+  :class:`~fairseq_freelb.core.errors.FreeLBError`: a bad ``--adv-*`` flag,
+  data that does not match a checkpoint, ...) or a checkpoint file torch.load
+  could not read (refused type, truncated, not a checkpoint) as one line,
+  ``fairseq_freelb: error: ...``, when it ends fairseq-train; every other
+  uncaught exception keeps its traceback;
 * lets ``--user-dir fairseq_freelb`` accept the already-imported package
   (:func:`accept_fairseqs_spelling_of_this_folder`).
 """
@@ -18,10 +19,17 @@ checkpoints. It is idempotent. It:
 import os
 import sys
 
+import fairseq
+
 from fairseq_freelb import checkpoint
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import FreeLBError
 
 _MARK = "_fairseq_freelb"
+
+# This package, found from this file rather than by importing it: its folder (the one above adapters/)
+# and its name. Python imports a package before any of its modules, so it is always in sys.modules here.
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_NAME = __name__.split(".")[0]
 
 
 def install() -> None:
@@ -37,7 +45,7 @@ def one_line_errors(previous_hook):
     """An excepthook printing the plugin's expected failures as one line, delegating everything else."""
 
     def hook(exc_type, exc, tb):
-        if issubclass(exc_type, AdversarialConfigError):
+        if issubclass(exc_type, FreeLBError):
             print(f"fairseq_freelb: error: {exc}", file=sys.stderr)
         elif checkpoint.is_checkpoint_load_failure(exc):
             print(f"fairseq_freelb: error: {checkpoint.explain_refusal(exc)}", file=sys.stderr)
@@ -59,11 +67,7 @@ def accept_fairseqs_spelling_of_this_folder() -> None:
     fairseq's ``cli_main``. Listing fairseq's spelling of this same folder
     makes fairseq log "already imported" instead.
     """
-    import fairseq
-
-    import fairseq_freelb
-
-    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", fairseq_freelb.__name__)
-    path = fairseq_freelb.__path__
-    if spelling not in path and os.path.isdir(spelling) and os.path.samefile(spelling, path[0]):
+    spelling = os.path.join(os.path.dirname(fairseq.__file__), "..", PACKAGE_NAME)
+    path = sys.modules[PACKAGE_NAME].__path__
+    if spelling not in path and os.path.isdir(spelling) and os.path.samefile(spelling, PACKAGE_DIR):
         path.append(spelling)

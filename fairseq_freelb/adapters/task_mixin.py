@@ -1,27 +1,43 @@
-"""The fairseq task side: the adversarial ``train_step``, FreeAT's replay, and checked batching.
+"""The fairseq task side of the plugin: the adversarial ``train_step``, and the one place a task's class changes.
 
 :class:`AdversarialTrainingMixin` is mixed into the plugin's tasks; a stock
-task (``--task sentence_prediction``) gets it from :func:`attach_adversary`,
-the one place that changes a task's class.
+task (``--task sentence_prediction``) gets it from :func:`attach_adversary`.
+It is assembled from one class per job:
+
+* here: ``train_step`` routed through the adversary, and validation under the
+  autocast that training uses;
+* :class:`~fairseq_freelb.adapters.task_label_names.LabelNamesInCheckpoints`:
+  label names saved with each checkpoint and checked when one is loaded;
+* :mod:`~fairseq_freelb.adapters.task_batch_checks`: the ``--restore-file``
+  guard, and the check that the batches cover every example of a split;
+* :class:`~fairseq_freelb.adapters.replay_iterator.FreeATReplay`: FreeAT's
+  batch replay.
+
+The task reaches the adversary one way: ``self.adversary``, set by
+:func:`attach_adversary` when the criterion is built (None: fairseq's own steps).
 """
 
 import logging
 
+from fairseq.optim.amp_optimizer import AMPOptimizer
+
 from fairseq_freelb.adapters import runtime
-from fairseq_freelb.core.freeat import ReplayEpochBatchIterator
+from fairseq_freelb.adapters.replay_iterator import FreeATReplay
+from fairseq_freelb.adapters.task_batch_checks import BatchCoverageCheck, RestoreFileGuardHook
+from fairseq_freelb.adapters.task_label_names import LabelNamesInCheckpoints
 from fairseq_freelb.core.model_access import model_device
-from fairseq_freelb.core.settings import AdversarialConfigError
 
 logger = logging.getLogger(__name__)
 
 
-class AdversarialTrainingMixin:
-    """Mixed into a fairseq task: routes ``train_step`` through the criterion's adversary.
+# Batching hooks run in this order: the restore-file guard first (before anything is built), then the
+# replay wraps the iterator that the coverage check has passed.
+class AdversarialTrainingMixin(RestoreFileGuardHook, FreeATReplay, BatchCoverageCheck, LabelNamesInCheckpoints):
+    """Mixed into a fairseq task: routes ``train_step`` through the task's adversary.
 
     ``valid_step`` and inference get no perturbation and no extra passes;
     with ``--amp --amp-dtype bf16`` validation runs under the bf16 autocast
-    that training uses. ``self.adversary`` (set by :func:`attach_adversary`)
-    is the criterion's adversary, which FreeAT's batch replay needs.
+    that training uses.
     """
 
     adversary = None
@@ -32,99 +48,19 @@ class AdversarialTrainingMixin:
         return super().setup_task(cfg, **kwargs)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        adversary = getattr(criterion, "adversary", None)
-        if adversary is None:
+        if self.adversary is None:
             return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-        return adversary.train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        # What fairseq's FairseqTask.train_step does before its forward pass.
+        model.train()
+        model.set_num_updates(update_num)
+        return self.adversary.train_step(sample, model, criterion, optimizer, update_num, ignore_grad,
+                                         amp_optimizer=isinstance(optimizer, AMPOptimizer))
 
     def valid_step(self, sample, model, criterion):
-        adversary = getattr(criterion, "adversary", None)
-        if adversary is None:
+        if self.adversary is None:
             return super().valid_step(sample, model, criterion)
-        with adversary.valid_autocast(model_device(model)):
+        with self.adversary.valid_autocast(model_device(model)):
             return super().valid_step(sample, model, criterion)
-
-    # Label names travel with each checkpoint (fairseq's trainer saves ``task.state_dict()`` as
-    # ``task_state``), so class index i keeps its meaning whatever a later label/dict.txt says.
-    def label_names(self):
-        """The class labels in head order, or None (regression, or a task without a label dictionary)."""
-        cfg = getattr(self, "cfg", None)
-        if getattr(cfg, "regression_target", False):
-            return None  # regression: the "label dictionary" is the source dictionary
-        labels, classes = getattr(self, "_label_dictionary", None), getattr(cfg, "num_classes", None)
-        if labels is None or not classes:
-            return None
-        # The first num_classes symbols: fairseq's sentence_prediction appends <mask> to every dictionary.
-        return [labels[labels.nspecial + i] for i in range(int(classes))]
-
-    def state_dict(self):
-        state = dict(super().state_dict())
-        names = self.label_names()
-        if names is not None:
-            state["label_names"] = names
-        return state
-
-    def load_state_dict(self, state_dict):
-        """Refuse a checkpoint whose head has this many classes but means other labels by them.
-
-        (A head of another size is re-initialized by fairseq, so its labels do not matter.)
-        """
-        theirs, mine = state_dict.get("label_names"), self.label_names()
-        if theirs is not None and mine is not None and len(theirs) == len(mine) and list(theirs) != mine:
-            raise AdversarialConfigError(
-                f"checkpoint's classes are labels {list(theirs)}, this data's label/dict.txt has {mine}: "
-                "its predictions would mean other labels; re-preprocess or use a checkpoint trained on this label order"
-            )
-        super().load_state_dict(state_dict)
-
-    def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):
-        kept = super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
-        self._examples_after_size_filter = len(kept)
-        return kept
-
-    def get_batch_iterator(self, dataset, *args, **kwargs):
-        guard = getattr(self, "restore_file_guard", None)
-        if guard is not None and self._split_name(dataset) == guard.train_subset:
-            guard.check()  # before fairseq starts any iterator thread or training step
-        self._examples_after_size_filter = None
-        reused = dataset in getattr(self, "dataset_to_epoch_iter", {})
-        itr = super().get_batch_iterator(dataset, *args, **kwargs)
-        if not reused:
-            try:
-                check_batches_cover_dataset(itr, dataset, self._examples_after_size_filter, self._split_name(dataset))
-            except AdversarialConfigError:
-                getattr(self, "dataset_to_epoch_iter", {}).pop(dataset, None)  # never hand out the refused batches
-                raise
-        adversary = self.adversary
-        if adversary is not None and adversary.freeat is not None and self._split_name(dataset) == adversary.settings.train_subset:
-            return ReplayEpochBatchIterator(itr, adversary.settings.steps, adversary.freeat)
-        return itr
-
-    def _split_name(self, dataset) -> str:
-        for name, candidate in getattr(self, "datasets", {}).items():
-            if candidate is dataset:
-                return name
-        return "<dataset>"
-
-
-def check_batches_cover_dataset(itr, dataset, after_size_filter, split: str) -> None:
-    """Stop when fairseq's batching would leave examples out.
-
-    ``data_utils.batch_by_size`` drops the last batch when its size is not a
-    multiple of ``--required-batch-size-multiple`` (default 8), e.g. 48 of 50
-    validation questions at ``--batch-size 16``. Examples fairseq filters for
-    length are not counted: fairseq reports those itself.
-    """
-    batches = getattr(itr, "frozen_batches", None)
-    if batches is None:
-        return
-    expected = len(dataset) if after_size_filter is None else after_size_filter
-    covered = sum(len(batch) for batch in batches)
-    if covered < expected:
-        raise AdversarialConfigError(
-            f"{split}: the batches cover {covered} of {expected} examples; fairseq drops a last batch that is not a "
-            "multiple of --required-batch-size-multiple (default 8): pass --required-batch-size-multiple 1"
-        )
 
 
 def attach_adversary(task, adversary, restore_file_guard=None) -> None:

@@ -52,8 +52,6 @@ from fairseq_freelb.convert_hf.verification import METADATA_FILE, VERIFY_SENTENC
 from fairseq_freelb.convert_hf.vocabulary import bpe_paths, fairseq_vocabulary
 from fairseq_freelb.convert_hf.writing import write_output
 
-_bpe_paths = bpe_paths  # the name demo.py uses
-
 __all__ = [
     "Conversion", "ConversionError", "HFCheckpoint", "METADATA_FILE", "OUTPUT_FILES", "VERIFY_SENTENCES",
     "bpe_paths", "check_supported", "convert", "convert_folder", "fairseq_model_args", "fairseq_vocabulary",

@@ -11,7 +11,7 @@ import torch
 
 from fairseq_freelb.convert_hf.reading import ACTIVATIONS, ConversionError, HFCheckpoint
 from fairseq_freelb.convert_hf.vocabulary import FAIRSEQ_PADDING_IDX, fairseq_vocabulary
-from fairseq_freelb.adapters.models.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
+from fairseq_freelb.adapters.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from fairseq_freelb import checkpoint
+from fairseq_freelb.core.errors import FreeLBError
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 
@@ -33,7 +34,7 @@ REFUSED_MODEL_TYPES = {
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_accurate", "gelu_pytorch_tanh": "gelu_accurate", "relu": "relu"}
 
 
-class ConversionError(ValueError):
+class ConversionError(FreeLBError, ValueError):
     """A source checkpoint that cannot be converted faithfully, or an output that cannot be written; names the file."""
 
 

@@ -2,8 +2,10 @@
 
 fairseq's public hook for a step that does several backward passes is
 ``FairseqTask.train_step``; the task mixin
-(:mod:`fairseq_freelb.adapters.task_mixin`) hands it to the criterion's
-adversary. Like a ``torch.optim`` optimizer, the adversary is a thin stateful
+(:mod:`fairseq_freelb.adapters.task_mixin`) does fairseq's own preparation
+(``model.train()``, ``set_num_updates``) and hands the step to the task's
+adversary. Nothing here imports fairseq: the optimizer only needs
+``backward(loss)`` (and, for fp16, a loss ``scaler``). Like a ``torch.optim`` optimizer, the adversary is a thin stateful
 class (settings, FreeAT's carried deltas with ``state_dict``) over functional
 kernels: the perturbation math (:mod:`~fairseq_freelb.core.perturbation`) and
 the pass primitive (:func:`~fairseq_freelb.core.passes.perturbed_pass`).
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import torch
-from fairseq.optim.amp_optimizer import AMPOptimizer
 from torch import Tensor, nn
 
 from fairseq_freelb.core import freeat, yopo
@@ -65,11 +66,16 @@ class Adversary:
 
     # ----------------------------------------------------------- entry points
 
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        model.train()
-        model.set_num_updates(update_num)
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, amp_optimizer=False):
+        """One training step on ``sample`` (the model is already in training mode).
+
+        ``optimizer.backward(loss)`` backpropagates each pass; ``amp_optimizer``
+        says whether it is fairseq's ``--amp`` optimizer (the passes then run
+        under autocast, :meth:`AdversarySettings.train_autocast_dtype`).
+        Returns fairseq's ``(loss, sample_size, logging_output)``.
+        """
         device = model_device(model)
-        dtype = self.settings.train_autocast_dtype(isinstance(optimizer, AMPOptimizer), device)
+        dtype = self.settings.train_autocast_dtype(amp_optimizer, device)
         step = Step(sample, model, criterion, optimizer, update_num, ignore_grad, device, dtype)
         if self.freeat is not None:
             adversarial = self.freeat.step_is_adversarial(update_num)

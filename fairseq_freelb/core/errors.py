@@ -1,17 +1,25 @@
-"""The plugin's expected errors: a user's input at fault, reported as one line naming the flag, file or line.
+"""The plugin's error types: :class:`FreeLBError` marks an *expected* failure, anything else is a bug.
 
-Anything that is not a :class:`FreeLBError` is a bug and keeps its traceback
-(:func:`fairseq_freelb.commands.run_command`, :mod:`fairseq_freelb.adapters.runtime`).
+An expected failure is one a user causes and can fix (a bad flag, a file in
+the wrong format, a checkpoint that does not match the data); its message is
+one line naming the flag, file or line at fault and the fix. The plugin's
+entry points print such an error as that one line: the commands through
+:func:`fairseq_freelb.commands.run_command`, fairseq-train through the hook of
+:func:`fairseq_freelb.adapters.runtime.install`. Every other exception keeps
+its traceback, so a real bug (a ``KeyError`` in the code, say) is never
+disguised as a user error.
+
+Pure Python: every floor of the package may import it.
 """
 
 
 class FreeLBError(Exception):
-    """An expected failure caused by the user's input; its message is one line that names what is at fault."""
+    """The base of every expected user error of the plugin; its message is the one line a user sees."""
 
 
 class AdversarialConfigError(FreeLBError, ValueError):
     """A bad ``--adv-*`` flag, an unsupported flag combination, or a task/criterion mismatch.
 
+    Also a ``ValueError``, as it was before the plugin had its own error type.
     fairseq-train prints it as a single line (:func:`fairseq_freelb.adapters.runtime.install`).
-    A ``ValueError`` too, as it was before :class:`FreeLBError` existed.
     """

@@ -112,14 +112,19 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 
 def loss_scale(optimizer) -> float:
-    """The fp16 loss scale, so delta-only gradients (PGD) do not underflow in half precision."""
+    """The fp16 loss scale, so delta-only gradients (PGD) do not underflow in half precision.
+
+    Read from the optimizer's public ``scaler``: fairseq's ``--fp16`` keeps a
+    ``DynamicLossScaler`` there (``loss_scale``), ``--amp`` torch's ``GradScaler``
+    (``get_scale()``); an optimizer without one has scale 1.
+    """
     scaler = getattr(optimizer, "scaler", None)
-    if scaler is not None and getattr(scaler, "loss_scale", None):
+    if scaler is None:
+        return 1.0
+    if getattr(scaler, "loss_scale", None):
         return float(scaler.loss_scale)
-    grad_scaler = getattr(optimizer, "_grad_scaler", None)
-    if grad_scaler is not None:
-        return float(grad_scaler.get_scale())
-    return 1.0
+    get_scale = getattr(scaler, "get_scale", None)
+    return float(get_scale()) if callable(get_scale) else 1.0
 
 
 @dataclass

@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from fairseq_freelb import convert_hf
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.experiment.corpus import LABELS, SPLITS, Review, protocol_splits, read_rotten_tomatoes
 from fairseq_freelb.resources import extract_members, wheel_path
@@ -46,8 +47,6 @@ def run_checked(cmd: Sequence[str], what: str) -> None:
 
 def convert_minilm(workdir: Path) -> Path:
     """MiniLM in fairseq format under ``workdir/minilm-fairseq`` (converted and verified once)."""
-    from fairseq_freelb import convert_hf
-
     out = workdir / "minilm-fairseq"
     meta_path = out / convert_hf.METADATA_FILE
     if (out / "model.pt").exists() and meta_path.exists() and "max_abs_diff" in json.loads(meta_path.read_text()):
@@ -71,10 +70,8 @@ def encode(model_dir: Path, splits: Dict[str, List[Review]], raw: Path) -> Dict[
     """Write ``raw/input0.<split>`` (WordPieces), ``raw/label.<split>`` and ``raw/movie.<split>``; return the cuts."""
     from fairseq.data import encoders
 
-    from fairseq_freelb import convert_hf
-
     meta = json.loads((model_dir / convert_hf.METADATA_FILE).read_text())
-    bpe = encoders.build_bpe(argparse.Namespace(**convert_hf._bpe_paths(model_dir, meta["bpe"])))
+    bpe = encoders.build_bpe(argparse.Namespace(**convert_hf.bpe_paths(model_dir, meta["bpe"])))
     truncated = {}
     for split, reviews in splits.items():
         lines, cut = [], 0

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from fairseq_freelb import convert_hf
 from fairseq_freelb.commands import CommandError
 
 
@@ -91,8 +92,6 @@ def batches_per_epoch(train_size: int, batch_size: int) -> int:
 def train_command(info: dict, setting: Setting, seed: int, schedule: Schedule, save_dir: Path, device: str,
                   valid_subsets: str = "valid,valid1", extra: Sequence[str] = ()) -> List[str]:
     """``fairseq-train`` from the converted MiniLM: Adam (0.9, 0.98), weight decay 0.1, polynomial decay with warmup."""
-    from fairseq_freelb import convert_hf
-
     updates = schedule.epochs * batches_per_epoch(info["sizes"]["train"], schedule.batch_size) * setting.updates_per_batch
     device_flags = ["--fp16"] if device == "cuda" else ["--cpu"]
     return [

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
+from fairseq_freelb.commands import CommandError
+
 RULE = (
     "Selection rule: among the FreeLB settings, pick the one with the best mean selection-half accuracy after the "
     "last epoch (a tie goes to the setting listed first); report its held-out mean ± std next to vanilla's and the "
@@ -57,10 +59,10 @@ def select_freelb(summary: Dict[str, SettingSummary], freelb_settings: Sequence[
     """The FreeLB setting with the best mean selection accuracy (first listed wins a tie); held-out is not read."""
     candidates = [name for name in freelb_settings if name in summary]
     if not candidates:
-        raise ValueError("no finished FreeLB run to select from")
+        raise CommandError("no finished FreeLB run to select from")
     seed_sets = {name: summary[name].seeds for name in candidates}
     if len({tuple(s) for s in seed_sets.values()}) != 1:
-        raise ValueError(f"the FreeLB settings have different finished seeds {seed_sets}; finish every run first")
+        raise CommandError(f"the FreeLB settings have different finished seeds {seed_sets}; finish every run first")
     best = candidates[0]
     for name in candidates[1:]:
         if summary[name].selection_mean_std[0] > summary[best].selection_mean_std[0]:
@@ -79,7 +81,7 @@ class PairedDifference:
 def paired_difference(chosen: SettingSummary, vanilla: SettingSummary) -> PairedDifference:
     """Held-out FreeLB − vanilla per seed; both must have finished the same seeds."""
     if chosen.seeds != vanilla.seeds:
-        raise ValueError(f"paired difference needs the same seeds: {chosen.setting} has {chosen.seeds}, "
+        raise CommandError(f"paired difference needs the same seeds: {chosen.setting} has {chosen.seeds}, "
                          f"vanilla has {vanilla.seeds}")
     diffs = [round(f - v, 6) for f, v in zip(chosen.heldout, vanilla.heldout)]
     mean, std = mean_std(diffs)

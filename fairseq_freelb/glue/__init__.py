@@ -5,7 +5,9 @@ Commands (``python -m fairseq_freelb.glue.<module> --help``): ``preprocess``,
 ``submission``. Library modules: :mod:`~fairseq_freelb.glue.benchmark_tasks`
 (the nine tasks' files, labels and metrics), :mod:`~fairseq_freelb.glue.tsv`
 (reading the GLUE files), :mod:`~fairseq_freelb.glue.binarize` (BPE and
-fairseq binarizing) and :mod:`~fairseq_freelb.glue.metrics`;
-``benchmark_tasks``, ``tsv`` and ``metrics`` import neither fairseq nor torch.
+fairseq binarizing) and :mod:`~fairseq_freelb.glue.leaderboard_files` (the
+leaderboard's file format); the metrics are :mod:`fairseq_freelb.metrics`,
+shared with the validation criterion. ``benchmark_tasks`` and ``tsv`` import
+neither fairseq nor torch.
 Documentation: docs/glue.md.
 """

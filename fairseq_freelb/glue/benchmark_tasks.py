@@ -8,6 +8,8 @@ Column indices are 0-based, as the standard GLUE download lays the files out.
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from fairseq_freelb.core.errors import FreeLBError
+
 # Split names of the binarized data (fairseq ``--valid-subset`` / ``--gen-subset`` names).
 TRAIN, VALID, TEST = "train", "valid", "test"
 
@@ -52,16 +54,8 @@ class GlueTask:
         return 1 if self.regression else len(self.labels)
 
     @property
-    def headline_metric(self) -> str:
-        return self.metrics[0]
-
-    @property
     def valid_splits(self) -> Tuple[str, ...]:
         return tuple(s.split for s in self.splits if s.labeled and s.split != TRAIN)
-
-    @property
-    def test_splits(self) -> Tuple[str, ...]:
-        return tuple(s.split for s in self.splits if not s.labeled)
 
     def layout(self, split: str) -> SplitLayout:
         for layout in self.splits:
@@ -190,15 +184,14 @@ SUBMISSION_FILES: Dict[str, str] = {f: t.name for t in TASKS.values() for f in t
 STSB_MAX_SCORE = 5.0
 
 
+class UnknownGlueTask(FreeLBError, KeyError):
+    """A GLUE task name that is none of the nine (a ``KeyError``, as a failed lookup)."""
+
+
 def get_task(name: str) -> GlueTask:
     """Look a task up by its GLUE folder name, case-insensitively (``sst2`` and ``SST-2`` both work)."""
     wanted = name.replace("-", "").lower()
     for task in TASKS.values():
         if task.name.replace("-", "").lower() == wanted:
             return task
-    raise KeyError(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")
-
-
-def submission_labels(task: GlueTask) -> Optional[Tuple[str, ...]]:
-    """The labels the server accepts for ``task`` (None for STS-B: a float in [0, 5])."""
-    return None if task.regression else task.labels
+    raise UnknownGlueTask(f"unknown GLUE task {name!r}; known: {', '.join(TASKS)}")

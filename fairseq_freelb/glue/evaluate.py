@@ -18,16 +18,16 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from fairseq_freelb.commands import run_command
-from fairseq_freelb.glue.metrics import glue_metrics
-from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_ensemble, predict, task_of
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.metrics import glue_metrics
+from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_glue_ensemble, predict, task_of
 from fairseq_freelb.glue.benchmark_tasks import GlueTask
 
 
 def score(task: GlueTask, predictions: Predictions) -> Dict[str, float]:
     """The task's metrics (percent) of ``predictions`` against their gold labels."""
     if predictions.targets is None:
-        raise ValueError("split has no labels")
+        raise CommandError("split has no labels")
     result = glue_metrics(task.metrics, predictions.labels, predictions.targets, positive="1")
     result["n"] = len(predictions.targets)
     return result
@@ -48,8 +48,8 @@ def evaluate(
         splits = [s for s in task.valid_splits if (Path(data_bin) / "input0" / f"{s}.bin").is_file()]
     for split in splits:
         if split not in task.valid_splits and split != "train":
-            raise ValueError(f"--split {split}: {task.name} has labels only for train, {', '.join(task.valid_splits)}")
-    loaded = load_ensemble(checkpoints, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
+            raise CommandError(f"--split {split}: {task.name} has labels only for train, {', '.join(task.valid_splits)}")
+    loaded = load_glue_ensemble(checkpoints, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
     return {
         split: score(task, predict(checkpoints, data_bin, split, batch_size, loaded=loaded, glue_task=task))
         for split in splits

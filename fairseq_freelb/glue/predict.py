@@ -17,7 +17,8 @@ Test predictions for one task, as a command::
         [--split test] --out RTE.tsv
 
 writes ``index<TAB>prediction`` rows in test-file order, the leaderboard's format
-(the whole submission: :mod:`~fairseq_freelb.glue.submission`).
+(the file format: :mod:`~fairseq_freelb.glue.leaderboard_files`; the whole
+submission: :mod:`~fairseq_freelb.glue.submission`).
 """
 
 import argparse
@@ -31,8 +32,11 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from fairseq_freelb.commands import run_command
+from fairseq_freelb.adapters import runtime
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import GlueTask, get_task
+from fairseq_freelb.glue.leaderboard_files import format_predictions, write_file
 
 
 @dataclass
@@ -63,10 +67,10 @@ def task_of(data_bin: Path, name: Optional[str] = None) -> GlueTask:
     folder = Path(data_bin).resolve().name
     if folder.endswith("-bin"):
         return get_task(folder[: -len("-bin")])
-    raise ValueError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
+    raise CommandError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(FreeLBError, ValueError):
     """A checkpoint that was not trained on this task's labels."""
 
 
@@ -118,14 +122,11 @@ class Ensemble:
     orders: list  # per model: see :func:`class_order`
 
 
-def load_ensemble(checkpoints: Sequence[str], data_bin: Path, glue_task: Optional[GlueTask] = None, cpu: bool = False,
+def load_glue_ensemble(checkpoints: Sequence[str], data_bin: Path, glue_task: Optional[GlueTask] = None, cpu: bool = False,
                   fp16: bool = False, head: Optional[str] = None, trust_label_dict: bool = False) -> Ensemble:
     """The models of ``checkpoints``, each checked against ``glue_task`` (default: the data's task)."""
     import torch
     from fairseq import checkpoint_utils
-
-    import fairseq_freelb  # noqa: F401  (registers the plugin's criteria and tasks that checkpoint configs name)
-    from fairseq_freelb.adapters import runtime
 
     runtime.install()  # fairseq checkpoint types for torch's weights_only loading
 
@@ -154,10 +155,10 @@ def _head_name(model, requested: Optional[str]) -> str:
     heads = list(getattr(model, "classification_heads", {}))
     if requested:
         if requested not in heads:
-            raise ValueError(f"--classification-head-name {requested!r}: model has {heads}")
+            raise CommandError(f"--classification-head-name {requested!r}: model has {heads}")
         return requested
     if len(heads) != 1:
-        raise ValueError(f"model has classification heads {heads}; pick one with --classification-head-name")
+        raise CommandError(f"model has classification heads {heads}; pick one with --classification-head-name")
     return heads[0]
 
 
@@ -176,14 +177,14 @@ def predict(
     """Mean class probabilities (or regression outputs) of the ensemble on ``split``, in file order.
 
     Probability columns follow ``glue_task.labels``. ``loaded`` reuses the
-    result of :func:`load_ensemble` across splits.
+    result of :func:`load_glue_ensemble` across splits.
     """
     import torch
     import torch.nn.functional as F
     from fairseq import utils
 
     glue_task = glue_task or task_of(data_bin)
-    loaded = loaded or load_ensemble(checkpoints, data_bin, glue_task, cpu, fp16, head, trust_label_dict)
+    loaded = loaded or load_glue_ensemble(checkpoints, data_bin, glue_task, cpu, fp16, head, trust_label_dict)
     models, task = loaded.models, loaded.task
     regression = bool(task.cfg.regression_target)
     task.load_dataset(split)
@@ -247,8 +248,6 @@ PROG = "python -m fairseq_freelb.glue.predict"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from fairseq_freelb.glue.submission import format_predictions, write_file
-
     parser = argparse.ArgumentParser(prog=PROG, description="Predictions of a checkpoint (or an ensemble) on one split "
                                      "of a GLUE task, as an index<TAB>prediction file in the leaderboard's format.")
     parser.add_argument("--data-bin", required=True, help="the task's binarized folder (<out>/<TASK>-bin)")

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from fairseq_freelb.commands import run_command
+from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.glue.benchmark_tasks import TASKS, GlueTask, get_task
 from fairseq_freelb.glue.binarize import write_task
 from fairseq_freelb.glue.tsv import AX_CANDIDATES, read_task
@@ -82,7 +82,7 @@ def select_tasks(glue_dir: Path, names: Optional[str]) -> List[GlueTask]:
         try:
             return [get_task(name) for name in names.split(",") if name]
         except KeyError as exc:
-            raise ValueError(f"--tasks: {exc.args[0]}") from None
+            raise CommandError(f"--tasks: {exc.args[0]}") from None
     present = [t for t in TASKS.values() if (glue_dir / t.name).is_dir()]
     absent = [t.name for t in TASKS.values() if t not in present]
     if not present:
@@ -104,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not srcdict.is_file():
         raise FileNotFoundError(f"--srcdict {srcdict}: no such file")
     if args.max_positions < 8:
-        raise ValueError(f"--max-positions {args.max_positions}: too small for a sentence pair")
+        raise CommandError(f"--max-positions {args.max_positions}: too small for a sentence pair")
     tasks = select_tasks(glue_dir, args.tasks)
     bpe_files = gpt2_bpe_files(
         args.encoder_json, args.vocab_bpe,

@@ -31,6 +31,7 @@ import numpy as np
 
 from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.glue.benchmark_tasks import GlueTask, get_task
+from fairseq_freelb.glue.evaluate import evaluate
 
 RESULT = "result.json"
 
@@ -49,8 +50,6 @@ def script_for(task: GlueTask, scripts_dir: Path) -> Path:
 
 def run_one(task, script, data_bin, method, seed, run_dir: Path, extra: Sequence[str], eval_kwargs) -> Dict:
     """Train (unless finished) and evaluate one (method, seed); returns its result record."""
-    from fairseq_freelb.glue.evaluate import evaluate
-
     result_path = run_dir / RESULT
     if result_path.is_file():
         print(f"[{method} seed {seed}] finished earlier: {result_path}", flush=True)

@@ -34,16 +34,10 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
-from fairseq_freelb.commands import run_command
+from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
-
-HEADER = "index\tprediction"
-
-
-class SubmissionError(ValueError):
-    """A submission that the GLUE server would reject; the message lists every problem."""
+from fairseq_freelb.glue.leaderboard_files import HEADER, SubmissionError, format_predictions, write_file
+from fairseq_freelb.glue.predict import add_checkpoint_flags, load_glue_ensemble, predict
 
 
 def expected_ids(glue_bin: Path, task: GlueTask, split: str) -> List[str]:
@@ -51,20 +45,6 @@ def expected_ids(glue_bin: Path, task: GlueTask, split: str) -> List[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (preprocess the {task.name} test files first)")
     return path.read_text(encoding="utf-8").splitlines()
-
-
-def format_predictions(task: GlueTask, predictions) -> List[str]:
-    """Server labels: class labels through the label dictionary, or STS-B scores back on 0..5."""
-    if task.regression:
-        values = np.clip(predictions.scores * task.regression_scale, 0.0, STSB_MAX_SCORE)
-        return [f"{v:.3f}" for v in values]
-    return [str(label) for label in predictions.labels]
-
-
-def write_file(path: Path, ids: Sequence[str], labels: Sequence[str]) -> None:
-    if len(ids) != len(labels):
-        raise SubmissionError(f"{path.name}: {len(labels)} predictions for {len(ids)} test examples")
-    path.write_text(HEADER + "\n" + "".join(f"{i}\t{lab}\n" for i, lab in zip(ids, labels)), encoding="utf-8")
 
 
 def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool) -> List[Tuple[str, GlueTask, str]]:
@@ -98,8 +78,6 @@ def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool)
 def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, files, batch_size=32, cpu=False,
                      fp16=False, trust_label_dict=False) -> List[Path]:
     """Predict and write each planned file into the folder ``out`` (which exists)."""
-    from fairseq_freelb.glue.predict import load_ensemble, predict
-
     written = []
     for task_name, paths in checkpoints.items():
         task = get_task(task_name)
@@ -107,7 +85,7 @@ def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Pat
         mine = [(f, s) for f, t, s in files if t.name == task.name]
         if not mine:
             continue
-        loaded = load_ensemble(paths, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
+        loaded = load_glue_ensemble(paths, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
         for filename, split in mine:
             ids = expected_ids(glue_bin, task, split)
             predictions = predict(paths, data_bin, split, batch_size, loaded=loaded, glue_task=task)
@@ -207,7 +185,7 @@ def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path
     """Write, check and zip the submission aside; move folder and zip into place only when both are valid."""
     files = plan(glue_bin, checkpoints, allow_missing)
     if not files:
-        raise ValueError("no submission file can be written (see the lines above)")
+        raise CommandError("no submission file can be written (see the lines above)")
     out.parent.mkdir(parents=True, exist_ok=True)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
@@ -236,12 +214,12 @@ def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for spec in specs:
         if "=" not in spec:
-            raise ValueError(f"--checkpoints {spec!r}: expected TASK=path[,path...]")
+            raise CommandError(f"--checkpoints {spec!r}: expected TASK=path[,path...]")
         name, paths = spec.split("=", 1)
         try:
             task = get_task(name)
         except KeyError as exc:
-            raise ValueError(f"--checkpoints {spec!r}: {exc.args[0]}") from None
+            raise CommandError(f"--checkpoints {spec!r}: {exc.args[0]}") from None
         out.setdefault(task.name, []).extend(p for p in paths.split(",") if p)
     return out
 
@@ -255,8 +233,6 @@ PROG = "python -m fairseq_freelb.glue.submission"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from fairseq_freelb.glue.predict import add_checkpoint_flags
-
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--glue-bin", required=True, help="folder of <TASK>-bin folders (preprocess --out)")
     parser.add_argument("--checkpoints", action="append", default=[],
@@ -275,10 +251,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     checkpoints = parse_checkpoints(args.checkpoints)
     if not checkpoints:
-        raise ValueError("give --checkpoints TASK=path for each task")
+        raise CommandError("give --checkpoints TASK=path for each task")
     missing = [t for t in TASKS if t not in checkpoints]
     if missing and not args.allow_missing:
-        raise ValueError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
+        raise CommandError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
     out = Path(args.out)
     zip_path = Path(args.zip) if args.zip else Path(f"{out}.zip")
     written = build(glue_bin, checkpoints, out, zip_path, args.allow_missing, batch_size=args.batch_size, cpu=args.cpu,
@@ -289,4 +265,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(PROG, main, errors=(SubmissionError, ValueError, FileNotFoundError, KeyError)))
+    sys.exit(run_command(PROG, main))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, GlueTask, SplitLayout
 
 logger = logging.getLogger("fairseq_freelb.glue.tsv")
@@ -25,7 +26,7 @@ AX_CANDIDATES = ("diagnostic/diagnostic.tsv", "AX/diagnostic.tsv", "AX/AX.tsv", 
 MAX_LISTED_BAD_ROWS = 20  # in the one-line error; every bad row is logged before it
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(FreeLBError, ValueError):
     """A GLUE file that does not have its task's layout; the message starts with the file name."""
 
 

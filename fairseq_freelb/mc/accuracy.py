@@ -5,7 +5,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from fairseq_freelb.mc.formats import Question, benchmark_group
+from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question, benchmark_group
 
 
 def predicted_labels(questions: Sequence[Question], probabilities: Sequence[np.ndarray]) -> List[str]:
@@ -30,7 +30,7 @@ def accuracy_by_group(questions: Sequence[Question], predictions: Sequence[str])
     total: Dict[str, int] = collections.Counter()
     for q, pred in zip(questions, predictions):
         if q.answer is None:
-            raise ValueError(f"{q.origin}: no answerKey; accuracy needs a labelled split")
+            raise MultipleChoiceFormatError(f"{q.origin}: no answerKey; accuracy needs a labelled split")
         for group in (benchmark_group(q.source), "all"):
             total[group] += 1
             correct[group] += int(pred == q.answer)

@@ -22,6 +22,7 @@ from typing import Dict, List
 
 import torch
 
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question
 
 
@@ -120,7 +121,7 @@ class CandidateEncoder:
         return out
 
 
-class DictionaryMismatch(ValueError):
+class DictionaryMismatch(FreeLBError, ValueError):
     """A checkpoint's dictionary is not the data directory's: its token ids would mean other tokens."""
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from fairseq_freelb.commands import run_command
+from fairseq_freelb.mc.accuracy import accuracy_by_group, predicted_labels
 from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
 
 
@@ -24,8 +25,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.accuracy import accuracy_by_group, predicted_labels
-
     paths, questions, probabilities = split_probabilities(args)
     results = accuracy_by_group(questions, predicted_labels(questions, probabilities))
     for group, r in results.items():

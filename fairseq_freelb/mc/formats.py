@@ -24,10 +24,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from fairseq_freelb.core.errors import FreeLBError
+
 RACE_LABELS = ("A", "B", "C", "D")
 
 
-class MultipleChoiceFormatError(ValueError):
+class MultipleChoiceFormatError(FreeLBError, ValueError):
     """Bad multiple-choice input; the message starts with ``file:line:``."""
 
 

@@ -8,9 +8,12 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from fairseq_freelb.adapters import runtime
+from fairseq_freelb.commands import CommandError
 from fairseq_freelb.mc.encoding import DictionaryMismatch
 from fairseq_freelb.mc.formats import Question, benchmark_group
 from fairseq_freelb.mc.scoring import choice_scores
+from fairseq_freelb.mc.task import MultipleChoiceTask
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +38,14 @@ def select_group(questions: Sequence[Question], group: Optional[str], split: str
     indices = [i for i, q in enumerate(questions) if group in (benchmark_group(q.source), q.source)]
     if not indices:
         known = sorted({benchmark_group(q.source) for q in questions} | {q.source for q in questions})
-        raise ValueError(f"--group {group}: no question of split {split!r} belongs to it; its groups: {', '.join(known)}")
+        raise CommandError(f"--group {group}: no question of split {split!r} belongs to it; its groups: {', '.join(known)}")
     return indices
 
 
 def split_probabilities(args):
     """Load the ensemble of ``--path`` and score ``--split`` (``--group``): (checkpoint paths, questions, probabilities)."""
     paths = args.path.split(os.pathsep)
-    models, _, task = load_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
+    models, _, task = load_mc_ensemble(paths, args.data, cpu=args.cpu, overrides=args.model_overrides)
     if args.split not in task.datasets:
         task.load_dataset(args.split)  # also fills task.questions[split]
     indices = select_group(task.questions[args.split], args.group, args.split)
@@ -50,16 +53,11 @@ def split_probabilities(args):
     return paths, [task.questions[args.split][i] for i in indices], probabilities
 
 
-def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
+def load_mc_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides: Optional[str] = None):
     """fairseq models and the ``multiple_choice`` task of the first checkpoint, reading ``data``."""
-    import fairseq_freelb  # noqa: F401  (registers the task)
-    from fairseq_freelb.adapters import runtime
-
-    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     from fairseq import checkpoint_utils
 
-    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
-
+    runtime.install()  # fairseq checkpoint types for torch's weights_only loading
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -83,7 +81,7 @@ def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrides:
                 "this checkpoint does not match this data"
             ) from None
         if not isinstance(task, MultipleChoiceTask):
-            raise ValueError(f"{path}: trained with --task {cfg_k.task._name}; these commands need --task multiple_choice")
+            raise CommandError(f"{path}: trained with --task {cfg_k.task._name}; these commands need --task multiple_choice")
         models.extend(loaded)
         cfg = cfg if cfg is not None else cfg_k
     use_cuda = torch.cuda.is_available() and not cpu

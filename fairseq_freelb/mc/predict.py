@@ -15,7 +15,9 @@ import logging
 import sys
 
 from fairseq_freelb.commands import run_command
+from fairseq_freelb.mc.accuracy import predicted_labels
 from fairseq_freelb.mc.inference import add_ensemble_args, split_probabilities
+from fairseq_freelb.mc.prediction_files import write_predictions
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,9 +30,6 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     args = get_parser().parse_args(argv)
-    from fairseq_freelb.mc.accuracy import predicted_labels
-    from fairseq_freelb.mc.prediction_files import write_predictions
-
     paths, questions, probabilities = split_probabilities(args)
     write_predictions(args.output, questions, predicted_labels(questions, probabilities))
     print(f"wrote {len(questions)} predictions of {len(paths)} checkpoint(s) to {args.output}")

@@ -5,7 +5,7 @@ import os
 import tempfile
 from typing import List, Sequence
 
-from fairseq_freelb.mc.formats import Question
+from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question
 
 
 def write_predictions(path: str, questions: Sequence[Question], predictions: Sequence[str]) -> None:
@@ -28,7 +28,7 @@ def write_predictions(path: str, questions: Sequence[Question], predictions: Seq
                 writer.writerow([q.id, pred])
         problems = validate_predictions(tmp, questions)
         if problems:
-            raise ValueError(f"{path}: not written, the predictions fail validation: " + "; ".join(problems))
+            raise MultipleChoiceFormatError(f"{path}: not written, the predictions fail validation: " + "; ".join(problems))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -36,6 +36,7 @@ import tempfile
 from typing import Dict, List, Tuple
 
 from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
 from fairseq_freelb.mc.formats import (
     MultipleChoiceFormatError,
     Question,
@@ -45,6 +46,7 @@ from fairseq_freelb.mc.formats import (
     read_split,
     use_fact_as_context,
 )
+from fairseq_freelb.resources import gpt2_bpe_files
 
 logger = logging.getLogger("fairseq_freelb.mc.preprocess")
 
@@ -162,9 +164,6 @@ def swap_into_place(staging: str, destdir: str) -> None:
 def build(args, loaded: Dict[str, List[Question]], out: str) -> None:
     """Write every output file into the folder ``out``."""
     from fairseq.data import Dictionary
-
-    from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
-    from fairseq_freelb.resources import gpt2_bpe_files
 
     encoder_json, vocab_bpe = gpt2_bpe_files(args.encoder_json, args.vocab_bpe, dest=out)
     for path, name in ((encoder_json, "encoder.json"), (vocab_bpe, "vocab.bpe")):

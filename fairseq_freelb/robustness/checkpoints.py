@@ -14,10 +14,10 @@ from typing import Dict, List, Sequence
 
 from torch import nn
 
-from fairseq_freelb.checkpoint import explain_refusal, is_weights_only_refusal
-from fairseq_freelb.robustness.arguments import RobustnessError
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
+from fairseq_freelb.checkpoint import explain_refusal, is_weights_only_refusal
 from fairseq_freelb.core.model_access import token_embedding_module
+from fairseq_freelb.robustness.arguments import RobustnessError
 
 logger = logging.getLogger("fairseq_freelb.robustness")
 
@@ -37,13 +37,13 @@ TASK_FIELDS = ("num_classes", "regression_target", "init_token", "separator_toke
 def _task_family(task_name: str):
     """The stock fairseq task class behind a task name: the plugin's ``freelb_*`` tasks
     are the stock tasks plus the adversarial training step, so they count as the same task."""
-    from fairseq.tasks import TASK_REGISTRY
+    from fairseq.tasks import TASK_REGISTRY, FairseqTask
 
     cls = TASK_REGISTRY.get(task_name)
     if cls is None:
         raise RobustnessError(f"unknown task {task_name!r} (is the plugin that registers it imported?)")
-    for base in cls.__mro__:
-        if not issubclass(base, AdversarialTrainingMixin):
+    for base in cls.__mro__:  # the first fairseq task class that is not (or does not extend) the mixin
+        if issubclass(base, FairseqTask) and not issubclass(base, AdversarialTrainingMixin):
             return base
     return cls
 

@@ -182,4 +182,4 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m fairseq_freelb.robustness``: 0 on success; 1 and one line on stderr for a bad input."""
-    return run_command(COMMAND, run, argv, errors=(RobustnessError,))
+    return run_command(COMMAND, run, argv)

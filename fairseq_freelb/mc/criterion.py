@@ -23,10 +23,11 @@ from fairseq.criterions import register_criterion
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 from torch import Tensor
 
-from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError
-from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase
-from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig
+from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase, require_task
 from fairseq_freelb.mc.scoring import candidate_inputs, choice_scores, present_choices
+from fairseq_freelb.mc.task import MultipleChoiceTask
 
 
 @dataclass
@@ -37,22 +38,16 @@ class FreeLBSentenceRankingConfig(AdversarialConfig):
     )
 
 
-def _supported_task(task) -> bool:
-    from fairseq_freelb.adapters.tasks.multiple_choice import MultipleChoiceTask
-
-    return isinstance(task, (SentenceRankingTask, MultipleChoiceTask))
-
-
 @register_criterion("freelb_sentence_ranking", dataclass=FreeLBSentenceRankingConfig)
 class FreeLBSentenceRankingCriterion(AdversarialCriterionBase):
     def __init__(self, cfg: FreeLBSentenceRankingConfig, task):
         super().__init__(cfg, task)
-        if not _supported_task(task):
-            raise AdversarialConfigError(
-                f"--criterion freelb_sentence_ranking cannot serve --task "
-                f"{getattr(task.cfg, '_name', type(task).__name__)}; use --task multiple_choice, "
-                "or --task freelb_sentence_ranking for fairseq's sentence_ranking data"
-            )
+        require_task(
+            "freelb_sentence_ranking",
+            task,
+            (SentenceRankingTask, MultipleChoiceTask),
+            "use --task multiple_choice, or --task freelb_sentence_ranking for fairseq's sentence_ranking data",
+        )
         self.ranking_head_name = cfg.ranking_head_name
         self.attach_to_task()
 

@@ -1,5 +1,9 @@
 """The official GLUE metrics in plain numpy (no scikit-learn, no scipy at run time).
 
+A bottom-floor module (it imports nothing of the plugin), shared by the
+``freelb_sentence_prediction`` criterion, which logs them during validation
+(``--report-mcc``, ...), and by ``python -m fairseq_freelb.glue.evaluate``.
+
 Each metric exists in two forms: on arrays of predictions and labels, and on
 the summable statistics a distributed fairseq validation can add up across
 workers and batches (a confusion matrix, or the first and second moments).

@@ -16,8 +16,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
 from fairseq_freelb.adapters import runtime
-from fairseq_freelb.adapters.config import AdversarialConfigError
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
+from fairseq_freelb.core.errors import AdversarialConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -28,10 +28,11 @@ from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
-from fairseq_freelb.adapters.config import AdversarialConfig, AdversarialConfigError
+from fairseq_freelb import metrics as glue_metrics
+from fairseq_freelb.adapters.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
+from fairseq_freelb.adapters.config import AdversarialConfig
 from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase, require_task
-from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics, reduce_loss_and_accuracy
-from fairseq_freelb.glue import metrics as glue_metrics
+from fairseq_freelb.core.errors import AdversarialConfigError
 
 
 @dataclass

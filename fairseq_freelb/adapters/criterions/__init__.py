@@ -1,8 +1,0 @@
-"""Adversarial criteria: thin fairseq adapters over :mod:`fairseq_freelb.core` (base: :mod:`..criterion_base`)."""
-
-import importlib
-import os
-
-for _file in sorted(os.listdir(os.path.dirname(__file__))):
-    if _file.endswith(".py") and not _file.startswith("_"):
-        importlib.import_module(f"{__name__}.{_file[:-3]}")

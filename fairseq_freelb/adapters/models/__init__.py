@@ -1,8 +1,0 @@
-"""Plugin models: fairseq architectures that converted checkpoints need."""
-
-import importlib
-import os
-
-for _file in sorted(os.listdir(os.path.dirname(__file__))):
-    if _file.endswith(".py") and not _file.startswith("_"):
-        importlib.import_module(f"{__name__}.{_file[:-3]}")
