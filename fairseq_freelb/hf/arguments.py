@@ -40,9 +40,16 @@ def _flag_defaults_and_help():
 _FLAGS = _flag_defaults_and_help()
 
 
+# Where the fairseq help speaks of the fairseq launch scripts, the Trainer's users need the Hugging Face ones.
+_HELP = {
+    "adv_steps": "K: forward/backward passes per minibatch (Algorithm 1); the official FreeLB Hugging Face scripts' "
+    "--adv-steps is the same K (their fairseq scripts' --adv-steps m is m+1)",
+}
+
+
 def _field(name: str):
     default, help_text = _FLAGS[name]
-    return field(default=default, metadata={"help": help_text})
+    return field(default=default, metadata={"help": _HELP.get(name, help_text)})
 
 
 @dataclass
