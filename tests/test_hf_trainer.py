@@ -242,3 +242,14 @@ def test_core_and_fairseq_adapter_never_import_transformers():
     offenders = [str(p.relative_to(root)) for folder in ("core", "adapters") for p in (root / folder).rglob("*.py")
                  if "import transformers" in p.read_text() or "from transformers" in p.read_text()]
     assert offenders == []
+
+
+def test_data_parallel_in_one_process_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(TrainingArguments, "n_gpu", property(lambda self: 2))
+    with pytest.raises(AdversarialConfigError, match="2 GPUs in one process .* launch one process per GPU with torchrun"):
+        trainer(tiny.model("bert"), tmp_path)
+
+
+def test_an_optimizer_that_steps_inside_backward_is_refused(tmp_path):
+    with pytest.raises(AdversarialConfigError, match="--optim lomo updates the parameters inside every backward pass"):
+        trainer(tiny.model("bert"), tmp_path, optim="lomo")

@@ -46,9 +46,9 @@ class AdversarialTrainer(Trainer):
     def __init__(self, *args, adversarial_args: Optional[AdversarialArguments] = None, **kwargs):
         adversarial_args = AdversarialArguments() if adversarial_args is None else adversarial_args
         settings = to_settings(adversarial_args)
-        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
-        _refuse_training_args(training_args)
+        _refuse_training_args(kwargs.get("args", args[1] if len(args) > 1 else None))
         super().__init__(*args, **kwargs)
+        _refuse_training_args(self.args)  # the Trainer's default arguments, when none were given
         self.adversarial_args = adversarial_args
         self.adversary = Adversary(settings)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
@@ -144,9 +144,10 @@ def _refuse_training_args(args) -> None:
             f"{args.n_gpu} GPUs in one process (torch DataParallel) split each batch across devices, but delta is "
             "per example of the whole batch; launch one process per GPU with torchrun (DDP) instead"
         )
-    optim = str(getattr(args, "optim", "")).lower()
-    if "lomo" in optim:
+    optim = getattr(args, "optim", "")
+    optim = str(getattr(optim, "value", optim))  # an OptimizerNames enum, or a string
+    if "lomo" in optim.lower():
         raise AdversarialConfigError(
-            f"--optim {args.optim} updates the parameters inside every backward pass; FreeLB's K passes must "
+            f"--optim {optim} updates the parameters inside every backward pass; FreeLB's K passes must "
             "accumulate into one update: use another optimizer"
         )
