@@ -34,7 +34,7 @@ $(DEPS): $(BIN)/python setup.py Makefile
 	else \
 	  $(BIN)/pip install fairseq==0.12.2; \
 	fi
-	$(BIN)/pip install sentencepiece scipy scikit-learn matplotlib tqdm pytest "transformers>=4.30" safetensors
+	$(BIN)/pip install sentencepiece scipy scikit-learn matplotlib tqdm pytest "transformers>=5,<6" accelerate==1.15.0 safetensors
 	touch $(DEPS)
 
 $(WHEELS)/.fetched: Makefile

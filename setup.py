@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 setup(
     name="fairseq_freelb",
     version="0.1.0",
-    description="FreeLB and its adversarial baselines (PGD, FreeAT, YOPO) as a fairseq plugin",
+    description="FreeLB and its adversarial baselines (PGD, FreeAT, YOPO) for fairseq and Hugging Face transformers",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
@@ -24,8 +24,9 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "hf": ["transformers>=4.30", "safetensors"],
-        "test": ["pytest", "transformers>=4.30", "safetensors"],
+        # The Trainer adapter (fairseq_freelb.hf) follows transformers 5's Trainer, which needs accelerate.
+        "hf": ["transformers>=5,<6", "accelerate==1.15.0", "safetensors"],
+        "test": ["pytest", "transformers>=5,<6", "accelerate==1.15.0", "safetensors"],
     },
     entry_points={
         "console_scripts": ["fairseq-freelb-hydra-train = fairseq_freelb.hydra_train:cli_main"],

@@ -80,6 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--world-size", type=int, default=2,
                    help="processes of the CPU gloo run (0 skips it; it uses the small model with --model-size roberta_base)")
     p.add_argument("--dist-repeats", type=int, default=5, help="measured rounds of the gloo run")
+    p.add_argument("--no-hf", action="store_true",
+                   help="skip the Hugging Face rows (AdversarialTrainer and an official-style FreeLB loop; bench/hf.py)")
     p.add_argument("--out", default=os.path.join("bench", "results"), help="output folder")
     args = p.parse_args(argv)
     if args.quick:
@@ -274,8 +276,13 @@ def targets_check(rows: List[dict], dist: dict, args) -> List[dict]:
         if r["family"] == "pgd":
             checks.append(dict(what=f"{r['method']} time / ((K+1) x vanilla)", value=r["time_over_floor"],
                                target=TARGETS["pgd_time_over_floor"]))
+        if r["family"] == "hf-freelb" and r["k"] in (2, 3):
+            checks.append(dict(what=f"{r['method']} time / (K x hf trainer: none)", value=r["time_over_floor"],
+                               target=TARGETS["freelb_time_over_floor"]))
+    # The official-style loop is the comparison, not a target; vanillas are the reference.
+    references = ("none", "none-update-freq", "hf-none", "hf-plain-none", "hf-official-freelb")
     for r in rows:
-        if r["family"] not in ("none", "none-update-freq") and r["unit"] != "replay":
+        if r["family"] not in references and r["unit"] != "replay":
             checks.append(dict(what=f"{r['method']} total peak memory / vanilla ({r['precision']}, T={r['seq_len']})",
                                value=r["peak_memory_over_vanilla"], target=TARGETS["peak_memory_over_vanilla"]))
     for name, d in (dist or {}).items():
@@ -305,7 +312,11 @@ def markdown(result: dict, args) -> str:
         "ratios. Memory (bench/memory.py): update peak = high-water mark of live tensor memory during the "
         "update above what lives across updates (parameters, optimizer state; "
         f"{_mib(result['rows'][0]['persistent_bytes'])} MiB here); total peak = that plus the persistent state. "
-        "`none --update-freq K` is plain fairseq gradient accumulation over K micro-batches, for reference.",
+        "`none --update-freq K` is plain fairseq gradient accumulation over K micro-batches, for reference. "
+        "`hf ...` rows (bench/hf.py): the same dimensions as transformers' RobertaForSequenceClassification, one "
+        "update each; `hf trainer` is AdversarialTrainer's training step (the core's adversary), `hf official-style "
+        "loop` a plain loop written as the official FreeLB Hugging Face code; each path's time / floor is over K x "
+        "its own vanilla (`hf trainer: none`, `hf plain loop: none`) of the same round, its memory over that vanilla.",
         "",
         "| precision | T | method | floor | ms / unit | wall ms / unit | sentences/s | time / floor | time / vanilla "
         "| update peak MiB | update peak / vanilla | total peak / vanilla | RSS growth / vanilla |",
@@ -405,6 +416,12 @@ def main(argv=None) -> dict:
     for precision in args.precisions:
         _log(f"{precision}: building {args.model_size} model on {args.device}")
         rows += measure_precision(args, precision)
+    if not args.no_hf:
+        from bench import hf
+
+        hf_ks = sorted({2, args.k})
+        _log(f"hf: AdversarialTrainer and the official-style loop, FreeLB-K for K in {hf_ks}, T={args.seq_len}")
+        rows += hf.measure(args, hf_ks, log=_log)
     dist_result = {}
     if args.world_size > 1:
         from bench.distributed import run_distributed

@@ -43,8 +43,10 @@ def test_quick_benchmark_writes_table_json_and_plot(tmp_path):
 
     methods = {row["method"] for row in result["rows"]}
     assert methods == {"none", "none --update-freq 2", "freelb-2", "pgd-2", "freeat-2 per minibatch",
-                       "freeat-2 per replay", "yopo-2-2"}
+                       "freeat-2 per replay", "yopo-2-2", "hf trainer: none", "hf trainer: freelb-2",
+                       "hf plain loop: none", "hf official-style loop: freelb-2"}
     floors = {row["method"]: row["floor_vanilla_updates"] for row in result["rows"]}
+    assert floors["hf trainer: freelb-2"] == floors["hf official-style loop: freelb-2"] == 2
     assert floors["freelb-2"] == 2 and floors["pgd-2"] == 3 and floors["freeat-2 per replay"] == 1
     for row in result["rows"]:
         assert row["time_s"] > 0 and row["sentences_per_s"] > 0
@@ -58,4 +60,5 @@ def test_quick_benchmark_writes_table_json_and_plot(tmp_path):
 
     table = (out / "results.md").read_text()
     assert "| fp32 | 32 | freelb-2 | 2 |" in table and "## Targets (issue 8)" in table
+    assert "| fp32 | 32 | hf trainer: freelb-2 | 2 |" in table and "| fp32 | 32 | hf official-style loop: freelb-2 | 2 |" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

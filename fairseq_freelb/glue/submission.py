@@ -135,40 +135,49 @@ def validate(source: Path, glue_bin: Path, allow_missing: bool = False) -> List[
         except FileNotFoundError as exc:
             problems.append(f"{name}: cannot check: {exc}")
             continue
-        if "\r" in text:
-            problems.append(f"{name}: has CR (CRLF) line ends; write LF only")
-            continue
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines = lines[:-1]
-        if not lines or lines[0] != HEADER:
-            problems.append(f"{name}:1: header must be {HEADER!r}, found {lines[0] if lines else ''!r}")
-            continue
-        rows = lines[1:]
-        if len(rows) != len(ids):
-            problems.append(f"{name}: {len(rows)} rows, the {task.name} {split} file has {len(ids)} examples")
-        allowed = set(task.labels)
-        for line_no, (row, want) in enumerate(zip(rows, ids), start=2):
-            cols = row.split("\t")
-            if len(cols) != 2:
-                problems.append(f"{name}:{line_no}: expected 2 tab-separated columns, found {len(cols)}")
-                break
-            if cols[0] != want:
-                problems.append(f"{name}:{line_no}: index {cols[0]!r}, expected {want!r} (test-file order)")
-                break
-            if task.regression:
-                try:
-                    value = float(cols[1])
-                except ValueError:
-                    value = float("nan")
-                if not 0.0 <= value <= STSB_MAX_SCORE:
-                    problems.append(f"{name}:{line_no}: prediction {cols[1]!r} is not a number in [0, 5]")
-                    break
-            elif cols[1] not in allowed:
-                problems.append(f"{name}:{line_no}: prediction {cols[1]!r} not in {sorted(allowed)}")
-                break
+        problems += check_file(name, text, task, split, ids)
     if checked == 0:
         problems.append(f"{source}: no submission files")
+    return problems
+
+
+def check_file(name: str, text: str, task: GlueTask, split: str, ids: Sequence[str]) -> List[str]:
+    """The problems of one submission file's text against the test ids it must list (empty list: valid).
+
+    Shared by :func:`validate` and the Hugging Face example (examples/hf_glue), so a file from either side is
+    held to the same rules: LF line ends, the header, one row per test id in test-file order, the server's labels.
+    """
+    if "\r" in text:
+        return [f"{name}: has CR (CRLF) line ends; write LF only"]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if not lines or lines[0] != HEADER:
+        return [f"{name}:1: header must be {HEADER!r}, found {lines[0] if lines else ''!r}"]
+    problems = []
+    rows = lines[1:]
+    if len(rows) != len(ids):
+        problems.append(f"{name}: {len(rows)} rows, the {task.name} {split} file has {len(ids)} examples")
+    allowed = set(task.labels)
+    for line_no, (row, want) in enumerate(zip(rows, ids), start=2):
+        cols = row.split("\t")
+        if len(cols) != 2:
+            problems.append(f"{name}:{line_no}: expected 2 tab-separated columns, found {len(cols)}")
+            break
+        if cols[0] != want:
+            problems.append(f"{name}:{line_no}: index {cols[0]!r}, expected {want!r} (test-file order)")
+            break
+        if task.regression:
+            try:
+                value = float(cols[1])
+            except ValueError:
+                value = float("nan")
+            if not 0.0 <= value <= STSB_MAX_SCORE:
+                problems.append(f"{name}:{line_no}: prediction {cols[1]!r} is not a number in [0, 5]")
+                break
+        elif cols[1] not in allowed:
+            problems.append(f"{name}:{line_no}: prediction {cols[1]!r} not in {sorted(allowed)}")
+            break
     return problems
 
 
