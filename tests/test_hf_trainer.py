@@ -230,9 +230,16 @@ def test_hf_argument_parser_reads_the_fairseq_flag_names():
 def test_argument_fields_are_the_fairseq_flag_names():
     import dataclasses
 
-    assert [f.name for f in dataclasses.fields(AdversarialArguments)] == [
+    from fairseq_freelb.core.settings import ADV_FLAGS
+    from fairseq_freelb.hf.arguments import FAIRSEQ_ONLY_FLAGS
+
+    fields = dataclasses.fields(AdversarialArguments)
+    assert [f.name for f in fields] == [
         "adv_method", "adv_steps", "adv_lr", "adv_init_mag", "adv_max_norm", "adv_norm_type", "adv_begin_update",
         "adv_resample_dropout"]
+    # The same flags as core.settings (less FreeAT's and YOPO's, refused here), with the same types and defaults.
+    specs = {spec.name: spec for spec in ADV_FLAGS if spec.name not in FAIRSEQ_ONLY_FLAGS}
+    assert {f.name: (f.type, f.default) for f in fields} == {n: (s.type, s.default) for n, s in specs.items()}
 
 
 def test_core_and_fairseq_adapter_never_import_transformers():

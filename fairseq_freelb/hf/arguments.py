@@ -10,9 +10,9 @@ inert value with the same one line that ``fairseq-train`` prints.
 
 import dataclasses
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from fairseq_freelb.core.settings import AdversarialConfigError, AdversarySettings
+from fairseq_freelb.core.errors import AdversarialConfigError
+from fairseq_freelb.core.settings import ADV_FLAGS, AdversarySettings
 
 # The methods the Trainer adapter runs, and why the others are refused.
 SUPPORTED_METHODS = ("freelb", "pgd", "none")
@@ -30,14 +30,9 @@ REFUSED_METHODS = {
 }
 
 
-def _flag_defaults_and_help():
-    """Default and help of every ``--adv-*`` flag, from the one table fairseq-train's flags come from."""
-    from fairseq_freelb.adapters.config import AdversarialConfig
-
-    return {f.name: (f.default, f.metadata.get("help", "")) for f in dataclasses.fields(AdversarialConfig)}
-
-
-_FLAGS = _flag_defaults_and_help()
+_FLAGS = {spec.name: spec for spec in ADV_FLAGS}
+# The flags of the fairseq adapter alone: FreeAT's replayed split, YOPO's inner steps (both methods are refused here).
+FAIRSEQ_ONLY_FLAGS = ("adv_train_subset", "yopo_inner_steps")
 
 
 # Where the fairseq help speaks of the fairseq launch scripts, the Trainer's users need the Hugging Face ones.
@@ -48,8 +43,8 @@ _HELP = {
 
 
 def _field(name: str):
-    default, help_text = _FLAGS[name]
-    return field(default=default, metadata={"help": _HELP.get(name, help_text)})
+    spec = _FLAGS[name]
+    return field(default=spec.default, metadata={"help": _HELP.get(name, spec.help)})
 
 
 @dataclass
@@ -78,17 +73,8 @@ def to_settings(args: AdversarialArguments, amp: bool = False, amp_dtype: str = 
     The checks are the core's, with fairseq-train's messages; then a method the
     Trainer cannot run (FreeAT, YOPO) is refused, saying why.
     """
-    from fairseq_freelb.adapters.config import validate_adversarial_config
-
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AdversarialArguments)}
-    # The fairseq-only flags at their defaults: no replayed split, no YOPO inner steps.
-    cfg = SimpleNamespace(**values, yopo_inner_steps=_FLAGS["yopo_inner_steps"][0],
-                          adv_train_subset=_FLAGS["adv_train_subset"][0])
-    validate_adversarial_config(cfg)
-    if cfg.adv_method in REFUSED_METHODS:
-        raise AdversarialConfigError(REFUSED_METHODS[cfg.adv_method])
-    return AdversarySettings(
-        method=str(cfg.adv_method), steps=int(cfg.adv_steps), lr=float(cfg.adv_lr), init_mag=float(cfg.adv_init_mag),
-        max_norm=float(cfg.adv_max_norm), norm_type=str(cfg.adv_norm_type), begin_update=int(cfg.adv_begin_update),
-        resample_dropout=bool(cfg.adv_resample_dropout), amp=amp, amp_dtype=amp_dtype,
-    )
+    settings = AdversarySettings.from_flags(values, amp=amp, amp_dtype=amp_dtype)
+    if settings.method in REFUSED_METHODS:
+        raise AdversarialConfigError(REFUSED_METHODS[settings.method])
+    return settings

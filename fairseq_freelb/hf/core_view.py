@@ -3,15 +3,13 @@
 The core (:mod:`fairseq_freelb.core`) finds where the perturbation enters
 through :func:`fairseq_freelb.core.model_access.token_embedding_module`
 (``model.encoder.embed_tokens``), reads ``padding_idx`` and ``embedding_dim``
-there, and calls ``model.train()``, ``model.set_num_updates(n)``,
-``model.parameters()`` and ``model.no_sync()``. :class:`ModelView` answers
+there, and calls ``model.parameters()`` and ``model.no_sync()``. :class:`ModelView` answers
 those for one training step of a transformers model:
 
 * the token embedding is ``model.get_input_embeddings()`` (for ALBERT the
   128-dimensional factorised embedding, where the official FreeLB ALBERT code
   adds delta), reached through an :class:`EmbeddingPort`;
 * ``no_sync()`` is accelerate's, so DDP all-reduces only in the update's last pass;
-* ``set_num_updates`` does nothing: the Trainer counts its own updates.
 
 A ``*ForMultipleChoice`` model embeds its ``(B, C, T)`` inputs as one
 ``(B*C, T, d)`` call. The core's groups are per example, so the port shows the
@@ -108,9 +106,6 @@ class ModelView:
     def train(self, mode: bool = True):
         self.model.train(mode)
         return self
-
-    def set_num_updates(self, num_updates: int) -> None:
-        """The core's fairseq-era call; the Trainer keeps its own update count (state.global_step)."""
 
     def parameters(self):
         return self.model.parameters()
