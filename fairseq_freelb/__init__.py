@@ -15,6 +15,8 @@ robustness, convert_hf, demo, experiment). See docs/design.md.
 
 from fairseq_freelb import checkpoint
 from fairseq_freelb.adapters import criterions, models, tasks  # noqa: F401  (registers with fairseq)
+from fairseq_freelb.glue import ranking_task  # noqa: F401  (registers --task qnli_ranking)
+from fairseq_freelb.wsc import criterion as wsc_criterion, task as wsc_task  # noqa: F401  (registers freelb_wsc)
 from fairseq_freelb.core.settings import AdversarialConfigError  # noqa: F401  (public: the bad-flag error)
 
 __version__ = "0.1.0"
