@@ -362,8 +362,9 @@ def test_the_checkpoint_says_its_formulation_and_mixtures_or_misfits_are_refused
     with pytest.raises(CommandError, match=r"--checkpoints QNLI: an ensemble needs one formulation, these are "
                                            rf"{ranking} \(QNLI-ranking\), {plain} \(classification\)"):
         formulations.formulation_of(qnli, [ranking, plain])
-    with pytest.raises(CommandError, match=rf"--checkpoints RTE: {wsc} is a WNLI-wsc model .* predicts WNLI, not RTE"):
-        formulations.formulation_of(rte, [wsc])
+    with pytest.raises(CommandError, match=rf"--checkpoints QNLI: {wsc} is a WNLI-wsc model .* predicts WNLI, not QNLI"):
+        formulations.formulation_of(qnli, [wsc])
+    assert formulations.formulation_of(rte, [str(tmp_path / "never-opened.pt")]) is None  # RTE has one formulation
     # The test ids: the task's own folder first, the formulation's when only that one was preprocessed.
     glue_bin = tmp_path / "glue-bin"
     (glue_bin / "QNLI-ranking-bin" / "index").mkdir(parents=True)

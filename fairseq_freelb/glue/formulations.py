@@ -43,7 +43,13 @@ def checkpoint_task(path: str) -> str:
 
 
 def formulation_of(task: GlueTask, paths: Sequence[str]) -> Optional[str]:
-    """The formulation of the checkpoints given for ``task`` (None: classification); refuses mixtures and misfits."""
+    """The formulation of the checkpoints given for ``task`` (None: classification); refuses mixtures and misfits.
+
+    Only QNLI's and WNLI's checkpoints are opened here: the other tasks have no
+    second formulation, and their classifiers are checked when they are loaded.
+    """
+    if task.name not in {base for base, _ in FORMULATIONS.values()}:
+        return None
     found = {str(p): BY_FAIRSEQ_TASK.get(checkpoint_task(str(p))) for p in paths}
     kinds = sorted({k or "classification" for k in found.values()})
     if len(kinds) > 1:
