@@ -63,6 +63,9 @@ def _meta(root, folder):
 def test_qnli_ranking_records_every_count(paper):
     root, _ = paper
     meta = _meta(root, "QNLI-ranking-bin")
+    for folder in ("QNLI-ranking-bin", "WNLI-wsc-bin"):  # the user's umask, not mkdtemp's 0700
+        assert os.stat(root / "bin" / folder).st_mode & 0o777 == 0o777 & ~_umask()
+    assert [p.name for p in (root / "bin").iterdir() if p.name.startswith(".")] == []  # nothing left aside
     for split, expected in F.EXPECTED_QNLI.items():
         assert {k: meta["splits"][split][k] for k in expected} == expected, split
     assert meta["train_pairs"] == 6 and meta["task"] == "QNLI-ranking" and meta["max_positions"] == 512
@@ -373,3 +376,40 @@ def test_the_checkpoint_says_its_formulation_and_mixtures_or_misfits_are_refused
     (glue_bin / "QNLI-bin" / "index").mkdir(parents=True)
     (glue_bin / "QNLI-bin" / "index" / "test.index").write_text("0\n1\n")
     assert formulations.index_file(glue_bin, qnli, "test") == glue_bin / "QNLI-bin" / "index" / "test.index"
+
+
+# --------------------------------------------------------------------------- fairseq-train refusals
+
+
+def test_the_ranking_task_refuses_a_folder_not_written_for_it_and_the_wsc_criterion_another_task(tmp_path):
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    from fairseq_freelb.adapters.config import AdversarialConfigError
+    from utils import TINY_ROBERTA
+
+    data = tmp_path / "QNLI-bin"
+    for sub in ("input0", "label"):
+        (data / sub).mkdir(parents=True)
+        (data / sub / "dict.txt").write_text("".join(f"{100 + i} 1\n" for i in range(8)))
+    (data / "meta.json").write_text(json.dumps({"task": "QNLI"}))
+
+    def cfg(*argv):
+        args = options.parse_args_and_arch(options.get_training_parser(), [str(data), *argv, *TINY_ROBERTA, "--cpu"])
+        return convert_namespace_to_omegaconf(args)
+
+    c = cfg("--task", "qnli_ranking", "--criterion", "freelb_sentence_ranking", "--num-classes", "2")
+    with pytest.raises(AdversarialConfigError, match=rf"^--task qnli_ranking: {data} is a QNLI-bin folder; write "
+                                                     "QNLI-ranking-bin with python -m fairseq_freelb.glue.preprocess "
+                                                     "--tasks QNLI-ranking$"):
+        tasks.setup_task(c.task)
+    (data / "meta.json").write_text(json.dumps({"task": "QNLI-ranking"}))
+    c = cfg("--task", "qnli_ranking", "--criterion", "freelb_wsc", "--num-classes", "2")
+    with pytest.raises(AdversarialConfigError, match=r"--task qnli_ranking needs --criterion freelb_sentence_ranking "
+                                                     r"\(one ball per pair\), got 'freelb_wsc'"):
+        tasks.setup_task(c.task)  # the ranking task names its criteria first
+    c.task.criterion = "freelb_sentence_ranking"
+    task = tasks.setup_task(c.task)
+    with pytest.raises(AdversarialConfigError, match="--criterion freelb_wsc cannot serve --task qnli_ranking; "
+                                                     "use --task freelb_wsc"):
+        task.build_criterion(c.criterion)

@@ -245,3 +245,44 @@ def test_wsc_refuses_a_model_whose_masked_lm_head_was_never_trained(trained, glu
         "encoder.lm_head is fairseq's random initialisation; --criterion freelb_wsc scores candidates with the "
         "masked-LM head, so it needs a model with a trained one (fairseq's roberta.* checkpoints have one)")
     assert not (tmp_path / "run" / "checkpoint_best.pt").exists()
+
+
+def test_checkpoints_are_tied_to_their_formulation_dictionary_and_test_file(trained, glue_bin, tmp_path, capsys):
+    """Each refusal is one line and writes nothing."""
+    import shutil
+
+    from fairseq_freelb.commands import run_command
+    from fairseq_freelb.glue import qnli_ranking, submission
+
+    ckpts, _ = trained
+    ranking = ckpts / "QNLI-ranking1" / "checkpoint_best.pt"
+    wsc = ckpts / "WNLI-wsc" / "checkpoint_best.pt"
+
+    def refused(prog, main, argv):
+        assert run_command(prog, main, [str(a) for a in argv]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
+    # A WSC model given to the ranking command.
+    line = refused(qnli_ranking.PROG, qnli_ranking.main, ["--data-bin", glue_bin / "QNLI-ranking-bin", "--checkpoint", wsc,
+                                                          "--cpu"])
+    assert line.endswith(f"checkpoint {wsc}: trained with --task freelb_wsc, not qnli_ranking "
+                         "(examples/roberta_glue/qnli_ranking.sh): it is no QNLI-ranking model")
+    # The same folder with one more dictionary entry: another dictionary.
+    other = tmp_path / "QNLI-ranking-bin"
+    shutil.copytree(glue_bin / "QNLI-ranking-bin", other)
+    with open(other / "input0" / "dict.txt", "a") as handle:
+        handle.write("99999 1\n")
+    line = refused(qnli_ranking.PROG, qnli_ranking.main, ["--data-bin", other, "--checkpoint", ranking, "--cpu"])
+    assert f"checkpoint {ranking}: trained with another dictionary" in line and "does not match this data" in line
+    # QNLI-bin preprocessed from another test file than QNLI-ranking-bin: the submission stops, nothing is written.
+    copy = tmp_path / "glue-bin"
+    shutil.copytree(glue_bin, copy)
+    index = copy / "QNLI-bin" / "index" / "test.index"
+    index.write_text("".join(f"{i}\n" for i in range(100, 110)))
+    line = refused(submission.PROG, submission.main, ["--glue-bin", copy, "--out", tmp_path / "sub", "--cpu",
+                                                      "--allow-missing", "--checkpoints", f"QNLI={ranking}"])
+    assert line.endswith(f"{copy / 'QNLI-ranking-bin'} and {copy / 'QNLI-bin'} list other test ids: they were "
+                         "preprocessed from different QNLI test files; preprocess both again")
+    assert not (tmp_path / "sub").exists() and not (tmp_path / "sub.zip").exists()

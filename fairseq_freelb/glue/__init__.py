@@ -7,5 +7,12 @@ Commands (``python -m fairseq_freelb.glue.<module> --help``): ``preprocess``,
 (reading the GLUE files), :mod:`~fairseq_freelb.glue.binarize` (BPE and
 fairseq binarizing) and :mod:`~fairseq_freelb.glue.metrics`;
 ``benchmark_tasks``, ``tsv`` and ``metrics`` import neither fairseq nor torch.
-Documentation: docs/glue.md.
+
+The paper's test-submission formulations (:mod:`~fairseq_freelb.glue.formulations`):
+QNLI as pairwise ranking (:mod:`~fairseq_freelb.glue.qnli_ranking_data`, the
+rules, no torch; :mod:`~fairseq_freelb.glue.qnli_ranking`, its data folder,
+scores and the dev command; :mod:`~fairseq_freelb.glue.ranking_task`, ``--task
+qnli_ranking``), WNLI through WSC (:mod:`~fairseq_freelb.glue.wnli_wsc`, on top
+of :mod:`fairseq_freelb.wsc`) and RTE/MRPC/STS-B started from MNLI
+(:mod:`~fairseq_freelb.glue.init_from`). Documentation: docs/glue.md.
 """

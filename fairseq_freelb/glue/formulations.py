@@ -13,6 +13,7 @@ import functools
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from fairseq_freelb.checkpoint import trained_task
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.glue import qnli_ranking, qnli_ranking_data, wnli_wsc
 from fairseq_freelb.glue.benchmark_tasks import GlueTask
@@ -24,22 +25,8 @@ BY_FAIRSEQ_TASK = {fairseq_task: name for name, (_, fairseq_task) in FORMULATION
 
 @functools.lru_cache(maxsize=None)
 def checkpoint_task(path: str) -> str:
-    """The ``--task`` a fairseq checkpoint was trained with ("" when it does not say)."""
-    import torch
-
-    from fairseq_freelb.checkpoint import allow_fairseq_checkpoints, load_checkpoint
-
-    allow_fairseq_checkpoints()
-    try:  # zip checkpoints: only the pickle is read, tensors stay on disk
-        state = torch.load(path, map_location="cpu", mmap=True)
-    except Exception:
-        state = load_checkpoint(path)  # old format, or damaged: the checked loader names the cause
-    cfg_task = (state.get("cfg") or {}).get("task") if isinstance(state.get("cfg"), dict) else None
-    if cfg_task is None and state.get("args") is not None:
-        return str(getattr(state["args"], "task", ""))
-    if isinstance(cfg_task, dict):
-        return str(cfg_task.get("_name", ""))
-    return str(getattr(cfg_task, "_name", "") or "")
+    """The ``--task`` a checkpoint was trained with (read once per path)."""
+    return trained_task(path)
 
 
 def formulation_of(task: GlueTask, paths: Sequence[str]) -> Optional[str]:

@@ -27,6 +27,7 @@ formulation's), as a command::
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fairseq_freelb.checkpoint import trained_task
 from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.glue.binarize import SPECIAL_TOKENS, _swap_into_place, binarize, binarized_size, bpe_encode, fit_to_length
 from fairseq_freelb.glue.qnli_ranking_data import (
@@ -66,6 +68,9 @@ def write_ranking_bin(splits: Dict[str, SplitRows], out_dir: Path, srcdict: Path
     dest = out_dir / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".building", dir=out_dir))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(building, 0o777 & ~mask)  # mkdtemp's 0700 would otherwise become the folder's mode
     try:
         meta = _build(splits, building, srcdict, bpe_files, workers, max_positions)
         _swap_into_place(building, dest)
@@ -181,15 +186,17 @@ def load_ensemble(paths: Sequence[str], data_bin: Path, cpu: bool = False) -> Ra
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint {path}: no such file")
+        name = trained_task(str(path))  # before fairseq builds that task on this folder
+        if name != "qnli_ranking":
+            raise CommandError(f"checkpoint {path}: trained with --task {name or '?'}, not qnli_ranking "
+                               "(examples/roberta_glue/qnli_ranking.sh): it is no QNLI-ranking model")
         try:
             (model,), cfg, task_k = checkpoint_utils.load_model_ensemble_and_task(
                 [str(path)], arg_overrides={"data": str(data_bin), "num_classes": 1})
         except RankingCheckpointMismatch as exc:
             raise CommandError(f"checkpoint {path}: {exc}") from None
         if not isinstance(task_k, QNLIRankingTask):
-            name = getattr(cfg.task, "_name", type(task_k).__name__)
-            raise CommandError(f"checkpoint {path}: trained with --task {name}, not qnli_ranking "
-                               "(examples/roberta_glue/qnli_ranking.sh): it is no QNLI-ranking model")
+            raise CommandError(f"checkpoint {path}: built a {type(task_k).__name__}, not qnli_ranking's task")
         if len(getattr(model, "classification_heads", {})) != 1:
             raise CommandError(f"checkpoint {path}: expected one ranking head, found {list(model.classification_heads)}")
         models.append(model)

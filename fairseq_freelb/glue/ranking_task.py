@@ -44,6 +44,9 @@ def folder_task(data: str) -> str:
 class QNLIRankingTask(FreeLBSentenceRankingTask):
     @classmethod
     def setup_task(cls, args, **kwargs):
+        if getattr(args, "criterion", None) != "freelb_sentence_ranking":
+            raise AdversarialConfigError(f"--task qnli_ranking needs --criterion freelb_sentence_ranking (one ball per "
+                                         f"pair), got {getattr(args, 'criterion', None)!r}")
         found = folder_task(args.data)
         if found != FORMULATION:
             what = f"a {found}-bin folder" if found else "not a folder written by fairseq_freelb.glue.preprocess"

@@ -26,6 +26,7 @@ Dev accuracy per WNLI row, as a command::
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -77,6 +78,9 @@ def write_wsc_bin(wnli: Dict[str, SplitRows], wsc_dir: Path, out_dir: Path, srcd
     dest = out_dir / FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".building", dir=out_dir))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(building, 0o777 & ~mask)  # mkdtemp's 0700 would otherwise become the folder's mode
     try:
         meta = _build(building, wsc_dir, wsc_rows, wnli, mapped, fallback, srcdict, bpe_files, max_positions)
         _swap_into_place(building, dest)

@@ -29,7 +29,7 @@ from fairseq.logging import metrics
 from torch import Tensor
 
 from fairseq_freelb.adapters.config import FAIRSEQ_DEFAULT_RESTORE_FILE, AdversarialConfig, AdversarialConfigError
-from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase, require_task
+from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase
 from fairseq_freelb.adapters.criterions.adversarial_logging import reduce_adversarial_metrics
 from fairseq_freelb.core.settings import config_value
 from fairseq_freelb.wsc.lm_head import lm_head_problem
@@ -61,7 +61,11 @@ def check_restore_file_head(cfg) -> None:
 class FreeLBWSCCriterion(AdversarialCriterionBase):
     def __init__(self, cfg: FreeLBWSCConfig, task):
         super().__init__(cfg, task)
-        require_task("freelb_wsc", task, WSCTask, "use --task freelb_wsc")
+        if not isinstance(task, WSCTask):
+            # a dataclass task's cfg names it in ._name, a legacy (argparse) task's args in .task
+            name = (getattr(getattr(task, "cfg", None), "_name", None) or getattr(getattr(task, "args", None), "task", None)
+                    or type(task).__name__)
+            raise AdversarialConfigError(f"--criterion freelb_wsc cannot serve --task {name}; use --task freelb_wsc")
         check_restore_file_head(cfg)
         self.attach_to_task()
 

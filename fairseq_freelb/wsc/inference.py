@@ -6,11 +6,13 @@ with ``--task freelb_wsc``. An ensemble averages the candidates' scores
 (mean log-probabilities) over its models.
 """
 
+import os
 from typing import List, Sequence
 
 import numpy as np
 import torch
 
+from fairseq_freelb.checkpoint import trained_task
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.wsc.encoding import DictionaryMismatch
 from fairseq_freelb.wsc.scoring import span_scores
@@ -27,13 +29,18 @@ def load_ensemble(paths: Sequence[str], data: str, cpu: bool = False):
     runtime.install()
     models, task = [], None
     for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {path}: no such file")
+        name = trained_task(str(path))  # before fairseq builds that task on this folder
+        if name != "freelb_wsc":
+            raise CommandError(f"checkpoint {path}: trained with --task {name or '?'}, not freelb_wsc "
+                               "(examples/roberta_glue/wnli_wsc.sh)")
         try:
             loaded, cfg, task_k = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides={"data": str(data)})
         except DictionaryMismatch as exc:
             raise CommandError(f"checkpoint {path}: {exc}") from None
         if not isinstance(task_k, WSCTask):
-            raise CommandError(f"checkpoint {path}: trained with --task {cfg.task._name}, not freelb_wsc "
-                               "(examples/roberta_glue/wnli_wsc.sh)")
+            raise CommandError(f"checkpoint {path}: built a {type(task_k).__name__}, not freelb_wsc's task")
         models.extend(loaded)
         task = task or task_k
     use_cuda = torch.cuda.is_available() and not cpu
