@@ -96,7 +96,7 @@ def select_tasks(glue_dir: Path, names: Optional[str]) -> List[GlueTask]:
         try:
             return [get_task(name) for name in names.split(",") if name]
         except KeyError as exc:
-            raise ValueError(f"--tasks: {exc.args[0]}") from None
+            raise ValueError(f"--tasks: {exc.args[0]}; or a submission formulation: {', '.join(FORMULATIONS)}") from None
     present = [t for t in TASKS.values() if (glue_dir / t.name).is_dir()]
     absent = [t.name for t in TASKS.values() if t not in present]
     if not present:
