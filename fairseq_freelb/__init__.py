@@ -22,10 +22,13 @@ from fairseq_freelb import checkpoint
 from fairseq_freelb.adapters import roberta_hf  # noqa: F401  (--arch roberta_hf)
 from fairseq_freelb.adapters import sentence_prediction_criterion  # noqa: F401  (--criterion freelb_sentence_prediction)
 from fairseq_freelb.adapters import sentence_prediction_task  # noqa: F401  (--task freelb_sentence_prediction)
+from fairseq_freelb.glue import ranking_task  # noqa: F401  (--task qnli_ranking)
 from fairseq_freelb.core.errors import AdversarialConfigError, FreeLBError  # noqa: F401  (public: the error types)
 from fairseq_freelb.mc import criterion as mc_criterion  # noqa: F401  (--criterion freelb_sentence_ranking)
 from fairseq_freelb.mc import sentence_ranking_task  # noqa: F401  (--task freelb_sentence_ranking)
 from fairseq_freelb.mc import task as mc_task  # noqa: F401  (--task multiple_choice)
+from fairseq_freelb.wsc import criterion as wsc_criterion  # noqa: F401  (--criterion freelb_wsc)
+from fairseq_freelb.wsc import task as wsc_task  # noqa: F401  (--task freelb_wsc)
 
 __version__ = "0.1.0"
 

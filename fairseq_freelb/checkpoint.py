@@ -201,3 +201,24 @@ def load_checkpoint(path: str, map_location="cpu"):
         return torch.load(path, map_location=map_location)
     except Exception as exc:
         raise CheckpointError(explain_refusal(exc, path=os.fspath(path))) from None
+
+
+def trained_task(path) -> str:
+    """The ``--task`` a fairseq checkpoint was trained with ("" when it does not say), read without its tensors.
+
+    A zip checkpoint (torch >= 1.6) is memory-mapped, so only its pickle is
+    read; an old-format file is loaded whole, with :func:`load_checkpoint`'s
+    one-line errors.
+    """
+    allow_fairseq_checkpoints()
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True)
+    except Exception:
+        state = load_checkpoint(path)
+    cfg = state.get("cfg")
+    task = cfg.get("task") if isinstance(cfg, dict) else None
+    if task is None and state.get("args") is not None:
+        return str(getattr(state["args"], "task", "") or "")
+    if isinstance(task, dict):
+        return str(task.get("_name", "") or "")
+    return str(getattr(task, "_name", "") or "")  # a legacy task's argparse.Namespace

@@ -135,11 +135,16 @@ def make_glue_dir(root: Path, n_train: int = 24, n_dev: int = 12, n_test: int = 
 
 
 def all_sentences(root: Path) -> List[str]:
-    """Every tab-separated field of every fixture file: enough text to build a dictionary covering the data."""
+    """Every tab-separated field of every fixture file (and WSC's texts and candidates): enough text to build a
+    dictionary covering the data."""
     out = []
     for path in sorted(root.rglob("*.tsv")):
         for line in path.read_text(encoding="utf-8-sig").splitlines():
             out.extend(line.split("\t"))
+    for path in sorted(root.rglob("*.jsonl")):  # SuperGLUE WSC: the text and the candidates
+        for line in path.read_text(encoding="utf-8").splitlines():
+            obj = json.loads(line)
+            out.extend([obj["text"], " " + obj["target"]["span1_text"], obj["target"]["span1_text"]])
     return out
 
 

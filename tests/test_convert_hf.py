@@ -78,6 +78,12 @@ def test_minilm_round_trip(minilm):
     assert len(meta["source_ids"]) == len(vocab) == 30522
     assert [vocab[i] for i in meta["source_ids"][:4]] == ["[CLS]", "[PAD]", "[SEP]", "[UNK]"]
     assert vocab[meta["source_ids"][-1]] == "[MASK]"
+    # MiniLM is a bare BertModel: model.pt says its masked-LM head is fairseq's initialisation, which WSC refuses.
+    from fairseq_freelb.wsc.lm_head import lm_head_problem
+
+    assert torch.load(minilm / "model.pt", map_location="cpu", weights_only=False)["extra_state"]["masked_lm_head"] is False
+    assert "without a masked-LM head: its encoder.lm_head is fairseq's random initialisation" in lm_head_problem(
+        str(minilm / "model.pt"))
     compare_through_hub(minilm.parent / "minilm-hf", minilm, "bert", [
         "An uneven but often hilarious comedy.",
         "It's a tedious, joyless exercise in self-indulgence -- avoid!",
@@ -126,8 +132,10 @@ def test_tiny_random_model(tmp_path, model_type):
     assert meta["fairseq_args"][1] == ("roberta_hf" if model_type == "bert" else "roberta_base")
     compare_through_hub(hf_dir, out_dir, model_type, SENTENCES)
 
-    # The masked-LM head came across too: same logits over the (reordered) vocabulary.
+    # The masked-LM head came across too: same logits over the (reordered) vocabulary, and model.pt says so.
     from transformers import AutoModelForMaskedLM
+
+    assert torch.load(out_dir / "model.pt", map_location="cpu", weights_only=False)["extra_state"]["masked_lm_head"] is True
 
     hub = convert_hf.load_converted(out_dir).eval()
     tokens = hub.encode(SENTENCES[0])

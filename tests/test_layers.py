@@ -27,6 +27,7 @@ FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources"}
 # Application -> application imports that are allowed (one direction only; never mc -> glue).
 SIDEWAYS = {
     ("glue", "mc"),
+    ("glue", "wsc"),
     ("experiment", "glue"),
     ("experiment", "mc"),
     ("experiment", "convert_hf"),

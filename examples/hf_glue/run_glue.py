@@ -32,6 +32,17 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                          HfArgumentParser, TrainingArguments)
+
+from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.core.errors import AdversarialConfigError
+from fairseq_freelb.glue import submission
+from fairseq_freelb.glue.benchmark_tasks import TRAIN, VALID, get_task
+from fairseq_freelb.glue.submission import SubmissionError
+from fairseq_freelb.glue.tsv import GlueFormatError, read_task
+from fairseq_freelb.hf import AdversarialArguments, AdversarialTrainer
+from fairseq_freelb.metrics import glue_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recipes import RECIPES, recipe_flags  # noqa: E402
@@ -55,17 +66,12 @@ class GlueArguments:
 
 
 def parse(argv: Optional[List[str]]):
-    from transformers import HfArgumentParser, TrainingArguments
-
-    from fairseq_freelb.hf import AdversarialArguments
-
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((GlueArguments, AdversarialArguments, TrainingArguments), prog=PROG,
                               description=__doc__.split("\n\n")[0])
     if "-h" not in argv and "--help" not in argv:
         glue, _ = parser.parse_known_args(argv)
         if getattr(glue, "task", None) and getattr(glue, "recipe", "none") != "none":
-            from fairseq_freelb.glue.benchmark_tasks import get_task
 
             argv = recipe_flags(glue.recipe, get_task(glue.task).name, torch.cuda.is_available()) + argv
     glue, adversarial, training = parser.parse_args_into_dataclasses(argv)
@@ -108,9 +114,7 @@ def position_limit(tokenizer, config) -> int:
 
 def label_config(path: str, task, glue: GlueArguments):
     """The checkpoint's config with this task's head: label names in the package's order, dropout overrides."""
-    from transformers import AutoConfig
 
-    from fairseq_freelb.commands import CommandError
 
     config = AutoConfig.from_pretrained(path)
     names = ["score"] if task.regression else list(task.labels)
@@ -132,8 +136,6 @@ def label_config(path: str, task, glue: GlueArguments):
 
 
 def metrics_fn(task):
-    from fairseq_freelb.glue.metrics import glue_metrics
-
     def compute(prediction) -> Dict[str, float]:
         logits, targets = prediction.predictions, prediction.label_ids
         if task.regression:
@@ -146,7 +148,6 @@ def metrics_fn(task):
 
 def write_leaderboard_file(trainer, task, split: str, rows, dataset: Encoded, out_dir: Path) -> Path:
     """``<FILE>.tsv`` in the server's format, via the package's submission code; checked, then moved into place."""
-    from fairseq_freelb.glue import submission
 
     name = next(f for f, s in task.submission_files.items() if s == split)
     output = trainer.predict(dataset)
@@ -179,12 +180,6 @@ def _umask() -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
-
-    from fairseq_freelb.glue.benchmark_tasks import TRAIN, VALID, get_task
-    from fairseq_freelb.glue.tsv import read_task
-    from fairseq_freelb.hf import AdversarialTrainer
-
     glue, adversarial, training = parse(argv)
     task = get_task(glue.task)
     splits = read_task(task, Path(glue.glue_dir), on_bad_row=glue.on_bad_row, ax_file=glue.ax_file)
@@ -226,10 +221,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from fairseq_freelb.commands import CommandError, run_command
-    from fairseq_freelb.core.settings import AdversarialConfigError
-    from fairseq_freelb.glue.submission import SubmissionError
-    from fairseq_freelb.glue.tsv import GlueFormatError
 
     sys.exit(run_command(PROG, main, errors=(CommandError, AdversarialConfigError, GlueFormatError, SubmissionError,
                                              FileNotFoundError, KeyError)))

@@ -4,11 +4,17 @@
 # The task script sets TASK, NUM_CLASSES, LR, BSZ, TOTAL_UPDATES, WARMUP_UPDATES (fairseq's
 # RoBERTa GLUE recipe), TABLE7_EPS, TABLE7_ALPHA, TABLE7_M (the FreeLB paper's Table 7),
 # OFFICIAL_INIT_MAG (the official FreeLB launch script's random start) and TASK_FLAGS (metric
-# reporting, best-checkpoint metric); its header says where each number comes from. Everything below can be overridden
+# reporting, best-checkpoint metric); optionally TRAIN_TASK (the --task/--criterion flags; default
+# sentence-pair classification) and MNLI_INIT=1 (the task may start from MNLI, INIT_FROM below);
+# its header says where each number comes from. Everything below can be overridden
 # from the environment; extra command-line arguments are appended last, so they override any
 # flag (argparse keeps the last value), e.g. `./rte.sh --max-epoch 3`.
 #
-#   ROBERTA_PATH   pretrained checkpoint (roberta.large/model.pt); required unless SMOKE=1
+#   ROBERTA_PATH   pretrained checkpoint (roberta.large/model.pt); required unless SMOKE=1 or INIT_FROM
+#   INIT_FROM      rte.sh, mrpc.sh, stsb.sh: a fine-tuned MNLI checkpoint to start from instead; its head is
+#                  replaced by the task's (python -m fairseq_freelb.glue.init_from writes the head-less copy
+#                  $SAVE_DIR/init_from_mnli.pt, checked and logged in one line, and the run restores it)
+#   PYTHON         the interpreter of that step (default: the one beside FAIRSEQ_TRAIN, else python3)
 #   ARCH           roberta_large (default) or roberta_base
 #   DATA_BIN       binarized task data (default: ${GLUE_BIN:-glue-bin}/<TASK>-bin)
 #   ADV_METHOD     freelb (default), pgd, freeat, yopo or none
@@ -44,6 +50,15 @@ SAVE_DIR=${SAVE_DIR:-checkpoints/${TASK}/${ADV_METHOD}-seed${SEED}}
 FAIRSEQ_TRAIN=${FAIRSEQ_TRAIN:-fairseq-train}
 USER_DIR=${USER_DIR:-fairseq_freelb}
 SMOKE=${SMOKE:-0}
+INIT_FROM=${INIT_FROM:-}
+if [ -z "${PYTHON:-}" ]; then
+    TRAIN_EXE=$(command -v "$FAIRSEQ_TRAIN" || true)
+    if [ -n "$TRAIN_EXE" ] && [ -x "$(dirname "$TRAIN_EXE")/python" ]; then PYTHON=$(dirname "$TRAIN_EXE")/python; else PYTHON=python3; fi
+fi
+if [ -z "${TRAIN_TASK+x}" ]; then
+    TRAIN_TASK=(--task sentence_prediction --criterion freelb_sentence_prediction --num-classes "$NUM_CLASSES"
+                --init-token 0 --separator-token 2)
+fi
 
 if [ ! -d "$DATA_BIN" ]; then
     echo "$(basename "$0"): error: DATA_BIN=$DATA_BIN: no such folder (run python -m fairseq_freelb.glue.preprocess first)" >&2
@@ -64,8 +79,20 @@ if (( BSZ % NUM_GPUS != 0 )); then
     exit 2
 fi
 
+if [ -n "$INIT_FROM" ]; then
+    if [ "${MNLI_INIT:-0}" != "1" ]; then
+        echo "$(basename "$0"): error: INIT_FROM is for rte.sh, mrpc.sh and stsb.sh (the tasks the paper starts from MNLI)" >&2
+        exit 2
+    fi
+    if [ ! -f "$INIT_FROM" ]; then
+        echo "$(basename "$0"): error: INIT_FROM=$INIT_FROM: no such file" >&2
+        exit 2
+    fi
+fi
+
 MODEL=(--arch "$ARCH" --max-positions 512)
 RESTORE=()
+INIT_CMD=()
 DEVICE=(--distributed-world-size "$NUM_GPUS")
 PRECISION=()
 if [ "$SMOKE" = "1" ]; then
@@ -78,15 +105,23 @@ if [ "$SMOKE" = "1" ]; then
     EXTRA_SMOKE=(--max-update "$SMOKE_UPDATES" --log-interval 1)
 else
     EXTRA_SMOKE=()
-    : "${ROBERTA_PATH:?set ROBERTA_PATH to the pretrained checkpoint (e.g. roberta.large/model.pt), or SMOKE=1}"
-    if [ ! -f "$ROBERTA_PATH" ]; then
-        echo "$(basename "$0"): error: ROBERTA_PATH=$ROBERTA_PATH: no such file" >&2
-        exit 2
+    if [ -z "$INIT_FROM" ]; then
+        : "${ROBERTA_PATH:?set ROBERTA_PATH to the pretrained checkpoint (e.g. roberta.large/model.pt), or SMOKE=1}"
+        if [ ! -f "$ROBERTA_PATH" ]; then
+            echo "$(basename "$0"): error: ROBERTA_PATH=$ROBERTA_PATH: no such file" >&2
+            exit 2
+        fi
+        RESTORE=(--restore-file "$ROBERTA_PATH" --reset-optimizer --reset-dataloader --reset-meters)
     fi
-    RESTORE=(--restore-file "$ROBERTA_PATH" --reset-optimizer --reset-dataloader --reset-meters)
     if [ "$FP16" = "1" ]; then
         PRECISION=(--fp16 --fp16-init-scale 4 --threshold-loss-scale 1 --fp16-scale-window 128)
     fi
+fi
+if [ -n "$INIT_FROM" ]; then
+    INIT_FILE="$SAVE_DIR/init_from_mnli.pt"
+    INIT_CMD=("$PYTHON" -m fairseq_freelb.glue.init_from --checkpoint "$INIT_FROM" --task "$TASK"
+              --data-bin "$DATA_BIN" --out "$INIT_FILE")
+    RESTORE=(--restore-file "$INIT_FILE" --reset-optimizer --reset-dataloader --reset-meters)
 fi
 
 CMD=(
@@ -94,10 +129,7 @@ CMD=(
     --user-dir "$USER_DIR"
     "${RESTORE[@]}"
     "${MODEL[@]}"
-    --task sentence_prediction
-    --criterion freelb_sentence_prediction
-    --num-classes "$NUM_CLASSES"
-    --init-token 0 --separator-token 2
+    "${TRAIN_TASK[@]}"
     # --required-batch-size-multiple 1: fairseq's default 8 drops the last partial batch of every
     # split, so validation (and checkpoint_best) would not see every dev example.
     --batch-size $((BSZ / NUM_GPUS)) --max-tokens 4400 --required-batch-size-multiple 1
@@ -119,10 +151,17 @@ CMD=(
     "$@"
 )
 
+if [ ${#INIT_CMD[@]} -gt 0 ]; then
+    printf '%q ' "${INIT_CMD[@]}"
+    echo
+fi
 printf '%q ' "${CMD[@]}"
 echo
 if [ "${DRY_RUN:-0}" = "1" ]; then
     exit 0
 fi
 mkdir -p "$SAVE_DIR"
+if [ ${#INIT_CMD[@]} -gt 0 ]; then
+    "${INIT_CMD[@]}" || exit 2
+fi
 exec "${CMD[@]}"

@@ -8,6 +8,8 @@
 #     2 x 8 sentences x update-freq, Adam betas (0.9, 0.999). The random start and the betas come from it.
 # Where they disagree: adv-lr: Table 7 says 0.03, the official scripts 0.06-0.09; max-norm: Table 7 0.15, the scripts 0.14. This uses
 # Table 7's (the paper's statement). lr: the official scripts' 1e-5 under adversarial training, fairseq's 2e-5 for none.
+# Test submission: the paper starts RTE, MRPC and STS-B from a fine-tuned MNLI model (section 4.1, after RoBERTa):
+#   INIT_FROM=checkpoints/MNLI/freelb-seed1/checkpoint_best.pt replaces ROBERTA_PATH; the MNLI head is dropped (common.sh).
 # Environment variables and arguments: see common.sh. Example:
 #   ROBERTA_PATH=roberta.large/model.pt ADV_METHOD=freelb SEED=1 examples/roberta_glue/rte.sh
 set -euo pipefail
@@ -22,4 +24,5 @@ TABLE7_ALPHA=0.03   # alpha: --adv-lr
 TABLE7_M=3        # m ascent steps: --adv-steps m+1 passes
 OFFICIAL_INIT_MAG=0.16  # rand-init-mag of the official launch script: --adv-init-mag
 TASK_FLAGS=(--best-checkpoint-metric accuracy --maximize-best-checkpoint-metric)
+MNLI_INIT=1  # INIT_FROM accepted
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"

@@ -7,6 +7,8 @@
 #     adv-lr 0.1, adv-steps 3, rand-init-mag 0.16 (--adv-init-mag), max-norm 0.28, lr 2e-5,
 #     8 x 2 sentences x update-freq, Adam betas (0.9, 0.999). The random start and the betas come from it.
 # Where they disagree: max-norm: Table 7 says 0.3, the official script 0.28; this uses Table 7's 0.3 (the paper's statement).
+# Test submission: the paper starts RTE, MRPC and STS-B from a fine-tuned MNLI model (section 4.1, after RoBERTa):
+#   INIT_FROM=checkpoints/MNLI/freelb-seed1/checkpoint_best.pt replaces ROBERTA_PATH; the MNLI head is dropped (common.sh).
 # Environment variables and arguments: see common.sh. Example:
 #   ROBERTA_PATH=roberta.large/model.pt ADV_METHOD=freelb SEED=1 examples/roberta_glue/stsb.sh
 set -euo pipefail
@@ -21,4 +23,5 @@ TABLE7_ALPHA=0.1   # alpha: --adv-lr
 TABLE7_M=3        # m ascent steps: --adv-steps m+1 passes
 OFFICIAL_INIT_MAG=0.16  # rand-init-mag of the official launch script: --adv-init-mag
 TASK_FLAGS=(--regression-target --report-pearson-and-spearman --best-checkpoint-metric loss)
+MNLI_INIT=1  # INIT_FROM accepted
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"

@@ -75,7 +75,10 @@ def write_output(ckpt: HFCheckpoint, conversion: Conversion, out_dir, final_dir=
             {"criterion_name": "MaskedLmLoss", "optimizer_name": "None", "lr_scheduler_state": {}, "num_updates": 0}
         ],
         "task_state": {},
-        "extra_state": {"converted_from": str(ckpt.folder)},
+        # Whether encoder.lm_head holds the source's trained head or fairseq's random initialisation:
+        # the WSC formulation scores with it and refuses a random one (fairseq_freelb.wsc.lm_head).
+        "extra_state": {"converted_from": str(ckpt.folder),
+                        "masked_lm_head": "encoder.lm_head.dense.weight" in conversion.state},
         "last_optimizer_state": None,
     }
     torch.save(state, out_dir / "model.pt")

@@ -9,5 +9,12 @@ fairseq binarizing) and :mod:`~fairseq_freelb.glue.leaderboard_files` (the
 leaderboard's file format); the metrics are :mod:`fairseq_freelb.metrics`,
 shared with the validation criterion. ``benchmark_tasks`` and ``tsv`` import
 neither fairseq nor torch.
-Documentation: docs/glue.md.
+
+The paper's test-submission formulations (:mod:`~fairseq_freelb.glue.formulations`):
+QNLI as pairwise ranking (:mod:`~fairseq_freelb.glue.qnli_ranking_data`, the
+rules, no torch; :mod:`~fairseq_freelb.glue.qnli_ranking`, its data folder,
+scores and the dev command; :mod:`~fairseq_freelb.glue.ranking_task`, ``--task
+qnli_ranking``), WNLI through WSC (:mod:`~fairseq_freelb.glue.wnli_wsc`, on top
+of :mod:`fairseq_freelb.wsc`) and RTE/MRPC/STS-B started from MNLI
+(:mod:`~fairseq_freelb.glue.init_from`). Documentation: docs/glue.md.
 """

@@ -23,6 +23,13 @@ swapped in at the end (:mod:`~fairseq_freelb.glue.binarize`). Without
 ``--tasks``, the tasks whose folders are present are processed and the
 absent ones are listed.
 
+Two more folders are written only on request, for the formulations the
+paper submitted (:mod:`~fairseq_freelb.glue.formulations`): ``--tasks
+QNLI-ranking`` writes ``<out>/QNLI-ranking-bin`` (QNLI as pairwise ranking,
+:mod:`~fairseq_freelb.glue.qnli_ranking`) and ``--tasks WNLI-wsc --wsc-dir
+SuperGLUE/WSC`` writes ``<out>/WNLI-wsc-bin`` (WNLI through WSC,
+:mod:`~fairseq_freelb.glue.wnli_wsc`); each prints its counts.
+
 Usage::
 
     python -m fairseq_freelb.glue.preprocess --glue-dir glue_data --srcdict roberta.large/dict.txt \\
@@ -39,6 +46,10 @@ from typing import List, Optional, Sequence
 from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.glue.benchmark_tasks import TASKS, GlueTask, get_task
 from fairseq_freelb.glue.binarize import write_task
+from fairseq_freelb.glue.formulations import FORMULATIONS
+from fairseq_freelb.glue.qnli_ranking import write_ranking_bin
+from fairseq_freelb.glue.wnli_wsc import write_wsc_bin
+from fairseq_freelb.wsc.formats import read_rows as read_wsc_rows
 from fairseq_freelb.glue.tsv import AX_CANDIDATES, read_task
 from fairseq_freelb.resources import gpt2_bpe_files
 
@@ -55,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--srcdict", required=True, help="RoBERTa's dict.txt (in the roberta.large/roberta.base archive)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated tasks (default: every GLUE task whose folder is in --glue-dir; "
-                        "the absent ones are listed)")
+                        "the absent ones are listed); also QNLI-ranking (QNLI as pairwise ranking) and WNLI-wsc "
+                        "(WNLI through WSC, with --wsc-dir), written only when named")
+    parser.add_argument("--wsc-dir", default=None,
+                        help="SuperGLUE's WSC folder (train.jsonl, val.jsonl): the training data of --tasks WNLI-wsc")
     parser.add_argument("--max-positions", type=int, default=512,
                         help="the model's --max-positions: longer examples are cut longest-first so that "
                         "<s> A </s> </s> B </s> fits (default: 512, RoBERTa's)")
@@ -82,7 +96,7 @@ def select_tasks(glue_dir: Path, names: Optional[str]) -> List[GlueTask]:
         try:
             return [get_task(name) for name in names.split(",") if name]
         except KeyError as exc:
-            raise CommandError(f"--tasks: {exc.args[0]}") from None
+            raise CommandError(f"--tasks: {exc.args[0]}; or a submission formulation: {', '.join(FORMULATIONS)}") from None
     present = [t for t in TASKS.values() if (glue_dir / t.name).is_dir()]
     absent = [t.name for t in TASKS.values() if t not in present]
     if not present:
@@ -105,7 +119,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise FileNotFoundError(f"--srcdict {srcdict}: no such file")
     if args.max_positions < 8:
         raise CommandError(f"--max-positions {args.max_positions}: too small for a sentence pair")
-    tasks = select_tasks(glue_dir, args.tasks)
+    requested = [n for n in (args.tasks or "").split(",") if n]
+    extra = [name for name in FORMULATIONS if name.lower() in {n.lower() for n in requested}]
+    rest = [n for n in requested if n.lower() not in {e.lower() for e in extra}]
+    tasks = select_tasks(glue_dir, ",".join(rest) if args.tasks is not None else None) if rest or args.tasks is None else []
+    if "WNLI-wsc" in extra and not args.wsc_dir:
+        raise CommandError("--tasks WNLI-wsc needs --wsc-dir: SuperGLUE's WSC folder (train.jsonl, val.jsonl)")
     bpe_files = gpt2_bpe_files(
         args.encoder_json, args.vocab_bpe,
         dest=Path(args.bpe_cache_dir) if args.bpe_cache_dir else None,
@@ -113,9 +132,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     # Read every file first, so a malformed row stops the run before anything is written.
     rows = {task.name: read_task(task, glue_dir, args.on_bad_row, args.ax_file) for task in tasks}
+    extra_rows = {name: read_task(get_task(FORMULATIONS[name][0]), glue_dir, args.on_bad_row) for name in extra}
+    if "WNLI-wsc" in extra:
+        for name in ("train.jsonl", "val.jsonl"):
+            if not (Path(args.wsc_dir) / name).is_file():
+                raise FileNotFoundError(f"{Path(args.wsc_dir) / name}: SuperGLUE WSC {name} not found (--wsc-dir)")
+            read_wsc_rows(str(Path(args.wsc_dir) / name), labelled=True)
     for task in tasks:
         missing = [s.split for s in task.splits if s.split not in rows[task.name]]
         write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
+    if "QNLI-ranking" in extra:
+        write_ranking_bin(extra_rows["QNLI-ranking"], out_dir, srcdict, bpe_files, args.workers, args.max_positions)
+    if "WNLI-wsc" in extra:
+        write_wsc_bin(extra_rows["WNLI-wsc"], Path(args.wsc_dir), out_dir, srcdict, bpe_files, args.max_positions)
     return 0
 
 

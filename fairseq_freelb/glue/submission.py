@@ -9,7 +9,9 @@ Usage::
     python -m fairseq_freelb.glue.submission --glue-bin glue-bin --validate submission.zip
 
 Several checkpoints for a task form an ensemble (mean class probabilities, or
-mean scores for STS-B). Each file has the header ``index<TAB>prediction`` and one
+mean scores for STS-B). A QNLI-ranking or WSC checkpoint given for QNLI or WNLI
+is recognised by its training task and predicts from its own data folder
+(:mod:`~fairseq_freelb.glue.formulations`). Each file has the header ``index<TAB>prediction`` and one
 row per test example, in test-file order, with the ids of the test file's index
 column; labels are as the server expects them (words for MNLI/AX/QNLI/RTE, 0/1
 otherwise, a float in [0, 5] for STS-B). Before zipping, the files are checked
@@ -34,14 +36,16 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+
 from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.glue import formulations
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
 from fairseq_freelb.glue.leaderboard_files import HEADER, SubmissionError, format_predictions, write_file
 from fairseq_freelb.glue.predict import add_checkpoint_flags, load_glue_ensemble, predict
 
 
 def expected_ids(glue_bin: Path, task: GlueTask, split: str) -> List[str]:
-    path = glue_bin / f"{task.name}-bin" / "index" / f"{split}.index"
+    path = formulations.index_file(glue_bin, task, split)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (preprocess the {task.name} test files first)")
     return path.read_text(encoding="utf-8").splitlines()
@@ -60,7 +64,7 @@ def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool)
     files = []
     for task_name in checkpoints:
         task = get_task(task_name)
-        data_bin = glue_bin / f"{task.name}-bin"
+        data_bin = formulations.data_folder(glue_bin, task, formulations.formulation_of(task, checkpoints[task_name]))
         if not data_bin.is_dir():
             raise FileNotFoundError(f"{data_bin}: no such folder (preprocess {task.name} first)")
         for filename, split in task.submission_files.items():
@@ -84,6 +88,15 @@ def write_submission(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Pat
         data_bin = glue_bin / f"{task.name}-bin"
         mine = [(f, s) for f, t, s in files if t.name == task.name]
         if not mine:
+            continue
+        formulation = formulations.formulation_of(task, paths)
+        if formulation is not None:  # QNLI as ranking, WNLI through WSC: one label per original row
+            for filename, split in mine:
+                ids, labels, lines = formulations.predict_labels(formulation, glue_bin, task, paths, split, batch_size, cpu)
+                write_file(out / filename, expected_ids(glue_bin, task, split), labels)
+                print(f"{filename}: {len(ids)} rows from {formulation} {split} ({len(paths)} checkpoint(s)); "
+                      + "; ".join(lines), flush=True)
+                written.append(out / filename)
             continue
         loaded = load_glue_ensemble(paths, data_bin, task, cpu=cpu, fp16=fp16, trust_label_dict=trust_label_dict)
         for filename, split in mine:

@@ -10,7 +10,7 @@ transformers (with accelerate) is imported here and nowhere else in the
 package. See docs/huggingface.md.
 """
 
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import AdversarialConfigError
 from fairseq_freelb.hf.arguments import AdversarialArguments, to_settings
 from fairseq_freelb.hf.trainer import ADV_LOG_KEYS, AdversarialTrainer
 

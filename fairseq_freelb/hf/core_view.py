@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import AdversarialConfigError
 
 # The pad marker of the masks handed to the core as "tokens" (see HFCriterion.adversarial_inputs).
 PAD_MARK = 0

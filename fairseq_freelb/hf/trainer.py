@@ -27,7 +27,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import nested_gather
 
 from fairseq_freelb.core.adversary import Adversary
-from fairseq_freelb.core.settings import AdversarialConfigError
+from fairseq_freelb.core.errors import AdversarialConfigError
 from fairseq_freelb.hf.arguments import AdversarialArguments, to_settings
 from fairseq_freelb.hf.core_view import ModelView, input_embedding
 from fairseq_freelb.hf.criterion import TrainerBackward, TrainerCriterion, choices_of
