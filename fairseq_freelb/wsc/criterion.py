@@ -31,7 +31,7 @@ from torch import Tensor
 from fairseq_freelb.adapters.config import FAIRSEQ_DEFAULT_RESTORE_FILE, AdversarialConfig, AdversarialConfigError
 from fairseq_freelb.adapters.criterion_base import AdversarialCriterionBase
 from fairseq_freelb.adapters.adversarial_logging import reduce_adversarial_metrics
-from fairseq_freelb.core.settings import config_value
+from fairseq_freelb.adapters.run_context import config_value
 from fairseq_freelb.wsc.lm_head import lm_head_problem
 from fairseq_freelb.wsc.scoring import candidate_inputs, predicted_labels, span_scores
 from fairseq_freelb.wsc.task import WSCTask
