@@ -35,7 +35,7 @@ def glue_dir(tmp_path):
 def test_glue_preprocess(glue_dir, capsys):
     base = ["--glue-dir", glue_dir / "glue", "--out", glue_dir / "out", "--srcdict", glue_dir / "dict.txt"]
     assert one_line(capsys, preprocess.PROG, preprocess.main, base + ["--tasks", "foo"]) == (
-        f"--tasks: unknown GLUE task 'foo'; known: {GLUE_TASKS}")
+        f"--tasks: unknown GLUE task 'foo'; known: {GLUE_TASKS}; or a submission formulation: QNLI-ranking, WNLI-wsc")
     assert one_line(capsys, preprocess.PROG, preprocess.main, base + ["--max-positions", "4"]) == (
         "--max-positions 4: too small for a sentence pair")
     assert one_line(capsys, preprocess.PROG, preprocess.main, base + ["--encoder-json", glue_dir / "dict.txt"]) == (

@@ -57,6 +57,11 @@ class GlueTask:
     def valid_splits(self) -> Tuple[str, ...]:
         return tuple(s.split for s in self.splits if s.labeled and s.split != TRAIN)
 
+    @property
+    def test_splits(self) -> Tuple[str, ...]:
+        """The unlabeled splits, whose predictions go to the leaderboard."""
+        return tuple(s.split for s in self.splits if not s.labeled)
+
     def layout(self, split: str) -> SplitLayout:
         for layout in self.splits:
             if layout.split == split:
