@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from fairseq_freelb.core import freeat, yopo
-from fairseq_freelb.core.contract import example_inputs
-from fairseq_freelb.core.model_access import model_device, token_embedding_module
+from fairseq_freelb.core.contract import example_inputs, perturbed_embedding
+from fairseq_freelb.core.model_access import model_device
 from fairseq_freelb.core.passes import EmbeddingPerturbation, RNGSnapshot, loss_scale, perturbed_pass
 from fairseq_freelb.core.perturbation import ascent_step, init_delta, per_example_norm, project_to_ball
 from fairseq_freelb.core.settings import ADV_METHODS, AdversarySettings
@@ -136,7 +136,7 @@ class Adversary:
         steps = self.settings.steps
         rng = self.rng(step.model)
         losses, first_log = [], None
-        with EmbeddingPerturbation(token_embedding_module(step.model)) as perturbation:
+        with EmbeddingPerturbation(perturbed_embedding(step.model, step.criterion)) as perturbation:
             for t in range(steps):
                 last = t == steps - 1
                 out = perturbed_pass(

@@ -1,10 +1,10 @@
 """A transformers model as the core's adversary sees a model: the one place that bridges the two.
 
-The core (:mod:`fairseq_freelb.core`) finds where the perturbation enters
-through :func:`fairseq_freelb.core.model_access.token_embedding_module`
-(``model.encoder.embed_tokens``), reads ``padding_idx`` and ``embedding_dim``
-there, and calls ``model.parameters()`` and ``model.no_sync()``. :class:`ModelView` answers
-those for one training step of a transformers model:
+The core (:mod:`fairseq_freelb.core`) adds delta to the module the criterion's
+``token_embedding(model)`` names (:mod:`fairseq_freelb.core.contract`), reads
+its ``embedding_dim``, and calls ``model.parameters()`` and
+``model.no_sync()``. :class:`ModelView` answers those for one training step
+of a transformers model:
 
 * the token embedding is ``model.get_input_embeddings()`` (for ALBERT the
   128-dimensional factorised embedding, where the official FreeLB ALBERT code
@@ -18,16 +18,11 @@ perturbation ball (appendix A.1 of Zhu et al. 2020).
 """
 
 import contextlib
-from types import SimpleNamespace
 
 import torch
 from torch import nn
 
 from fairseq_freelb.core.errors import AdversarialConfigError
-
-# The pad marker of the masks handed to the core as "tokens" (see HFCriterion.adversarial_inputs).
-PAD_MARK = 0
-
 
 def base_model(model: nn.Module) -> nn.Module:
     """The transformers model inside DDP or other ``.module`` wrappers."""
@@ -74,7 +69,6 @@ class EmbeddingPort(nn.Module):
         object.__setattr__(self, "embed", embed)
         self.choices = choices
         self.embedding_dim = embedding_dim(embed)
-        self.padding_idx = PAD_MARK
         self.calls = 0
 
     def register_forward_hook(self, hook, *args, **kwargs):
@@ -100,8 +94,6 @@ class ModelView:
         self.model = model  # as the Trainer passes it: DDP-wrapped under distributed training
         self.accelerator = accelerator
         self.port = EmbeddingPort(input_embedding(model), choices)
-        # core.model_access looks the token embedding up at model.encoder.embed_tokens.
-        self.encoder = SimpleNamespace(embed_tokens=self.port)
 
     def train(self, mode: bool = True):
         self.model.train(mode)

@@ -3,8 +3,9 @@
 :class:`TrainerCriterion` satisfies :mod:`fairseq_freelb.core.contract`: its
 ``__call__`` is the Trainer's own ``compute_loss`` (so a subclass's loss,
 ``compute_loss_func`` and label smoothing apply to every pass), and
-``adversarial_inputs`` hands the core the attention mask of the batch, whose
-real tokens set each example's perturbation ball and random-start scale.
+``token_masks`` hands the core the attention mask of the batch, whose real
+tokens set each example's perturbation ball and random-start scale, and
+``token_embedding`` the model's input embedding (through the model view's port).
 
 :class:`TrainerBackward` is what the core calls ``optimizer``: its
 ``backward(loss)`` does what ``Trainer.training_step`` does after its forward
@@ -16,7 +17,7 @@ from typing import List
 
 import torch
 
-from fairseq_freelb.hf.core_view import PAD_MARK  # noqa: F401  (the 0 of real_token_mask)
+from fairseq_freelb.hf.core_view import EmbeddingPort, ModelView
 
 
 def choices_of(inputs: dict) -> int:
@@ -51,9 +52,16 @@ class TrainerCriterion:
         self.num_items_in_batch = num_items_in_batch
 
     def adversarial_inputs(self, sample) -> List[dict]:
-        """One model call per batch, its tokens shown as the attention mask: 0 (``PAD_MARK``, the port's
-        ``padding_idx``) on pads, so the core's non-pad mask is the attention mask."""
-        return [{"src_tokens": real_token_mask(sample)}]
+        """One model call per batch: the batch itself."""
+        return [sample]
+
+    def token_embedding(self, model: ModelView) -> EmbeddingPort:
+        """Where delta is added: ``get_input_embeddings()``, seen one group per question for multiple choice."""
+        return model.port
+
+    def token_masks(self, inputs: List[dict]) -> List[torch.Tensor]:
+        """The real tokens of each call: its attention mask, (B, C*T) for C choices."""
+        return [real_token_mask(batch) for batch in inputs]
 
     def __call__(self, model, sample):
         # compute_loss may pop "labels" (label smoothing, compute_loss_func): every pass gets its own dict.
