@@ -8,6 +8,7 @@ the one place that changes a task's class.
 import logging
 
 from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.data_record import check_sentence_prediction_record, sentence_prediction_record
 from fairseq_freelb.core.freeat import ReplayEpochBatchIterator
 from fairseq_freelb.core.model_access import model_device
 from fairseq_freelb.core.settings import AdversarialConfigError
@@ -62,10 +63,12 @@ class AdversarialTrainingMixin:
         names = self.label_names()
         if names is not None:
             state["label_names"] = names
+        state.update(sentence_prediction_record(self))  # its data: task name, pairs, dictionary fingerprint
         return state
 
     def load_state_dict(self, state_dict):
-        """Refuse a checkpoint whose head has this many classes but means other labels by them.
+        """Refuse a checkpoint whose head has this many classes but means other labels by them,
+        or whose token dictionary is not this data's (:mod:`~fairseq_freelb.adapters.data_record`).
 
         (A head of another size is re-initialized by fairseq, so its labels do not matter.)
         """
@@ -75,6 +78,7 @@ class AdversarialTrainingMixin:
                 f"checkpoint's classes are labels {list(theirs)}, this data's label/dict.txt has {mine}: "
                 "its predictions would mean other labels; re-preprocess or use a checkpoint trained on this label order"
             )
+        check_sentence_prediction_record(state_dict, self)  # before fairseq loads weights of another vocabulary
         super().load_state_dict(state_dict)
 
     def filter_indices_by_size(self, indices, dataset, max_positions=None, ignore_invalid_inputs=False):

@@ -23,6 +23,11 @@ swapped in at the end (:mod:`~fairseq_freelb.glue.binarize`). Without
 ``--tasks``, the tasks whose folders are present are processed and the
 absent ones are listed.
 
+One run at a time per output: each ``<TASK>-bin`` is locked
+(``<out>/.<TASK>-bin.lock``, :mod:`~fairseq_freelb.output_files`) before any
+file is read, and a second run into it stops in one line. Holding the lock, the
+run removes the ``.<TASK>-bin.*.building`` folders that killed runs left.
+
 Usage::
 
     python -m fairseq_freelb.glue.preprocess --glue-dir glue_data --srcdict roberta.large/dict.txt \\
@@ -30,6 +35,7 @@ Usage::
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -40,6 +46,7 @@ from fairseq_freelb.commands import run_command
 from fairseq_freelb.glue.benchmark_tasks import TASKS, GlueTask, get_task
 from fairseq_freelb.glue.binarize import write_task
 from fairseq_freelb.glue.tsv import AX_CANDIDATES, read_task
+from fairseq_freelb.output_files import check_output_folder, output_lock, remove_leftovers
 from fairseq_freelb.resources import gpt2_bpe_files
 
 PROG = "python -m fairseq_freelb.glue.preprocess"
@@ -106,16 +113,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.max_positions < 8:
         raise ValueError(f"--max-positions {args.max_positions}: too small for a sentence pair")
     tasks = select_tasks(glue_dir, args.tasks)
-    bpe_files = gpt2_bpe_files(
-        args.encoder_json, args.vocab_bpe,
-        dest=Path(args.bpe_cache_dir) if args.bpe_cache_dir else None,
-        folder=Path(args.wheels_dir) if args.wheels_dir else None,
-    )
-    # Read every file first, so a malformed row stops the run before anything is written.
-    rows = {task.name: read_task(task, glue_dir, args.on_bad_row, args.ax_file) for task in tasks}
-    for task in tasks:
-        missing = [s.split for s in task.splits if s.split not in rows[task.name]]
-        write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
+    check_output_folder(out_dir, "--out")  # a missing, read-only or full --out stops here, before the work
+    with contextlib.ExitStack() as locks:
+        for task in tasks:  # every lock first: a second run into the same <TASK>-bin stops before reading anything
+            locks.enter_context(output_lock(out_dir / f"{task.name}-bin"))
+        for task in tasks:
+            remove_leftovers(out_dir / f"{task.name}-bin")
+        bpe_files = gpt2_bpe_files(
+            args.encoder_json, args.vocab_bpe,
+            dest=Path(args.bpe_cache_dir) if args.bpe_cache_dir else None,
+            folder=Path(args.wheels_dir) if args.wheels_dir else None,
+        )
+        # Read every file first, so a malformed row stops the run before anything is written.
+        rows = {task.name: read_task(task, glue_dir, args.on_bad_row, args.ax_file) for task in tasks}
+        for task in tasks:
+            missing = [s.split for s in task.splits if s.split not in rows[task.name]]
+            write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
     return 0
 
 

@@ -36,6 +36,7 @@ import tempfile
 from typing import Dict, List, Tuple
 
 from fairseq_freelb.commands import CommandError, run_command
+from fairseq_freelb.output_files import make_temp_dir
 from fairseq_freelb.mc.formats import (
     MultipleChoiceFormatError,
     Question,
@@ -227,10 +228,8 @@ def main(argv=None) -> int:
     loaded = {name: load_split(name, paths, contexts, args.fact1_context) for name, (paths, contexts) in splits.items()}
 
     os.makedirs(os.path.dirname(destdir), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.tmp.", dir=os.path.dirname(destdir))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the data directory's mode
+    # The umask's mode: mkdtemp's 0700 would otherwise become the data directory's mode.
+    staging = str(make_temp_dir(os.path.dirname(destdir), prefix=f".{os.path.basename(destdir)}.tmp."))
     try:
         build(args, loaded, staging)
         swap_into_place(staging, destdir)
