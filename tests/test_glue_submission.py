@@ -74,7 +74,7 @@ def _fake_checkpoint(tmp_path) -> str:
 
 @pytest.fixture
 def unchecked_checkpoints(monkeypatch):
-    """The fake checkpoints above are not read: whether a checkpoint fits its task is tested in test_glue_safety.py."""
+    """The fake checkpoints above are not read: whether a checkpoint fits its task is tested in test_glue_checkpoint_match.py."""
     monkeypatch.setattr(S, "check_checkpoint_file", lambda *args, **kwargs: None)
 
 

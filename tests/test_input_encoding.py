@@ -42,7 +42,7 @@ def test_a_latin1_byte_in_a_glue_tsv_names_file_line_and_column(tmp_path, capsys
     column = row.index("é") + 1
     assert err[0] == (f"{P.PROG}: error: {train}:7: not valid UTF-8 (byte 0xe9 at column {column}); the file must "
                       "be UTF-8: re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
-    assert not (tmp_path / "glue-bin" / "QNLI-bin").exists()
+    assert not (tmp_path / "glue-bin").exists()  # nothing written, not even an empty --out
 
 
 def test_the_byte_order_mark_and_multibyte_text_still_read(tmp_path):

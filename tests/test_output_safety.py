@@ -311,7 +311,7 @@ def test_a_full_disk_is_one_line_naming_the_output(glue, tmp_path, capsys, model
         line = _one_line(capsys)
         assert line.startswith(f"{P.PROG}: error: {disk / 'glue-bin' / 'SST-2-bin'}: cannot write "
                                "(no space left on the device, errno 28"), line
-        assert sorted(p.name for p in (disk / "glue-bin").iterdir()) == []  # no half-built folder, no lock file
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no half-built folder, no lock, no empty --out
         with open(filler, "ab") as handle:  # now nothing is left
             with contextlib.suppress(OSError):
                 handle.write(b"\0" * 100 * 1024)
@@ -319,3 +319,29 @@ def test_a_full_disk_is_one_line_naming_the_output(glue, tmp_path, capsys, model
         assert run_command(PR.PROG, PR.main, [*common, "--out", str(disk / "SST-2.tsv")]) == 1
         assert _one_line(capsys).endswith(f"--out {disk / 'SST-2.tsv'}: cannot write in {disk} "
                                           "(no space left on the device, errno 28)")
+
+
+# --------------------------------------------------------------------------- multiple-choice preprocessing
+
+
+def test_multiple_choice_preprocessing_is_locked_and_cleans_up_after_killed_runs(tmp_path, capsys, umask_002):
+    import mc_fixtures
+    from fairseq_freelb.mc.preprocess import cli_main
+
+    files = mc_fixtures.make_csqa(tmp_path / "csqa")
+    dest = tmp_path / "data"
+    args = ["--destdir", str(dest), "--build-dict", "--max-positions", "128",
+            "--train", str(files["train_rand_split"]), "--valid", str(files["dev_rand_split"])]
+    (tmp_path / ".data.x8k2.building").mkdir()  # a killed run's
+    assert cli_main(args) == 0
+    assert "removed what interrupted runs left beside it" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["csqa", "data"]
+    assert _mode(dest) == 0o775
+    fd = os.open(tmp_path / ".data.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"777\n")
+        assert cli_main(args) == 1
+        assert "--destdir " + str(dest) + ": another run (pid 777) is writing it now" in _one_line(capsys)
+    finally:
+        os.close(fd)

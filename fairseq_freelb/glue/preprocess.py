@@ -113,7 +113,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.max_positions < 8:
         raise ValueError(f"--max-positions {args.max_positions}: too small for a sentence pair")
     tasks = select_tasks(glue_dir, args.tasks)
-    check_output_folder(out_dir, "--out")  # a missing, read-only or full --out stops here, before the work
+    created = not out_dir.exists()
+    check_output_folder(out_dir, "--out")  # a read-only or full --out stops here, before the work
+    try:
+        preprocess(args, tasks, glue_dir, out_dir, srcdict)
+    except BaseException:
+        if created:  # a failed first run leaves no empty --out behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    return 0
+
+
+def preprocess(args, tasks: List[GlueTask], glue_dir: Path, out_dir: Path, srcdict: Path) -> None:
+    """Lock each ``<TASK>-bin``, read and check every file, then write each task's folder."""
     with contextlib.ExitStack() as locks:
         for task in tasks:  # every lock first: a second run into the same <TASK>-bin stops before reading anything
             locks.enter_context(output_lock(out_dir / f"{task.name}-bin"))
@@ -129,7 +142,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for task in tasks:
             missing = [s.split for s in task.splits if s.split not in rows[task.name]]
             write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
-    return 0
 
 
 if __name__ == "__main__":
