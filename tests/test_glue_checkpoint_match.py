@@ -206,3 +206,22 @@ def test_the_check_takes_the_dict_torch_load_returns(glue):
     with pytest.raises(CheckpointMismatch, match=r"^checkpoint qqp.pt: trained on QQP .*not MRPC"):
         check_checkpoint_matches(state, get_task("MRPC"), glue_bin / "MRPC-bin", "qqp.pt")
     assert json.loads((glue_bin / "QQP-bin" / "meta.json").read_text())["task"] == "QQP"
+
+
+def test_legacy_args_checkpoints_and_non_glue_records(glue):
+    """fairseq <= 0.9 checkpoints keep their config as an argparse Namespace (``args``); data of no GLUE task."""
+    from argparse import Namespace
+
+    from fairseq_freelb.glue.checkpoint_match import checkpoint_mismatch
+
+    glue_bin, _ = glue
+    sst2 = get_task("SST-2")
+    legacy = {"args": Namespace(data="/old/runs/RTE-bin"), "task_state": {}}
+    assert checkpoint_mismatch(legacy, sst2, glue_bin / "SST-2-bin", "old.pt") == (
+        "checkpoint old.pt: trained on RTE (inferred from its training data folder /old/runs/RTE-bin), not SST-2: "
+        "it was not trained on SST-2; if it was trained on SST-2 after all, pass --trust-label-dict")
+    assert checkpoint_mismatch(legacy, sst2, glue_bin / "SST-2-bin", "old.pt", trust_old=True) is None
+    reviews = {"task_state": {"data_task": "reviews"}}
+    assert checkpoint_mismatch(reviews, sst2, glue_bin / "SST-2-bin", "r.pt", trust_old=True) == (
+        "checkpoint r.pt: trained on data of task 'reviews' (recorded in the checkpoint), not a GLUE task: "
+        "it was not trained on SST-2")

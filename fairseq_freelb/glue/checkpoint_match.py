@@ -105,7 +105,7 @@ def trained_task(state: Mapping) -> Tuple[Optional[GlueTask], str]:
     recorded = task_state.get(DATA_TASK)
     if recorded is not None:
         task = _task_or_none(recorded)
-        return task, "recorded in the checkpoint" if task else f"recorded as {recorded!r}, no GLUE task"
+        return task, "recorded in the checkpoint"
     data = recorded_data_path(state)
     if data is None:
         return None, "it records neither its task nor its training data"
@@ -152,6 +152,9 @@ def checkpoint_mismatch(state: Mapping, task: GlueTask, data_dir, checkpoint: st
 
     trained, how = trained_task(state)
     recorded = DATA_TASK in task_state
+    if recorded and trained is None:
+        return (f"{prefix}: trained on data of task {task_state[DATA_TASK]!r} (recorded in the checkpoint), not a "
+                f"GLUE task: it was not trained on {task.name}")
     if trained is not None and trained.name != task.name and (recorded or not trust_old):
         hint = "" if recorded else f"; if it was trained on {task.name} after all, pass {TRUST_FLAG}"
         return f"{prefix}: trained on {trained.name} ({how}), not {task.name}: it was not trained on {task.name}{hint}"
