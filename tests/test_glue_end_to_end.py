@@ -245,11 +245,13 @@ def test_checkpoints_carry_their_label_names_and_are_checked(trained, glue_bin, 
         outs.append(out.read_text())
     assert outs[0] == outs[1] and outs[0].startswith("index\tprediction\n0\t")
 
-    # A 3-class MNLI checkpoint given as RTE's: one line, nothing written.
-    for cmd in (["fairseq_freelb.glue.evaluate", "--data-bin", glue_bin / "RTE-bin"],
-                ["fairseq_freelb.glue.predict", "--data-bin", glue_bin / "RTE-bin", "--out", tmp_path / "no.tsv"]):
-        bad = sh([sys.executable, "-m", *cmd, "--checkpoint", ckpts / "MNLI" / "checkpoint_best.pt", "--cpu"], check=False)
-        assert bad.returncode == 1, bad.stderr
-        assert bad.stderr.strip().splitlines()[-1].endswith("its head predicts 3 classes, RTE has 2 classes "
-                                                            "(entailment, not_entailment): it was not trained on RTE")
+    # A 3-class MNLI checkpoint, or a QNLI one with RTE's very labels, given as RTE's: one line, nothing written.
+    for other in ("MNLI", "QNLI"):
+        for cmd in (["fairseq_freelb.glue.evaluate", "--data-bin", glue_bin / "RTE-bin"],
+                    ["fairseq_freelb.glue.predict", "--data-bin", glue_bin / "RTE-bin", "--out", tmp_path / "no.tsv"]):
+            bad = sh([sys.executable, "-m", *cmd, "--checkpoint", ckpts / other / "checkpoint_best.pt", "--cpu"],
+                     check=False)
+            assert bad.returncode == 1, bad.stderr
+            assert bad.stderr.strip().splitlines()[-1].endswith(
+                f"trained on {other} (recorded in the checkpoint), not RTE: it was not trained on RTE")
     assert not (tmp_path / "no.tsv").exists()
