@@ -168,7 +168,8 @@ def test_submission_zip_is_complete_and_correct(trained, report, glue_bin, tmp_p
     sub = tmp_path / "submission"
     proc = sh([sys.executable, "-m", "fairseq_freelb.glue.submission", "--glue-bin", glue_bin, "--out", sub, "--cpu", *args])
     assert "RTE.tsv: 8 rows from RTE test (2 checkpoint(s))" in proc.stdout
-    with zipfile.ZipFile(f"{sub}.zip") as archive:
+    assert sorted(p.name for p in sub.iterdir()) == sorted([*SUBMISSION_FILES, "submission.zip"])  # the zip inside
+    with zipfile.ZipFile(sub / "submission.zip") as archive:
         assert sorted(archive.namelist()) == sorted(SUBMISSION_FILES)
         files = {name: archive.read(name).decode() for name in archive.namelist()}
     for name, text in files.items():
@@ -190,7 +191,7 @@ def test_submission_zip_is_complete_and_correct(trained, report, glue_bin, tmp_p
     mm = [line.split("\t")[1] for line in files["MNLI-mm.tsv"].splitlines()[1:]]
     assert mm == _independent_predictions([ckpts / "MNLI" / "checkpoint_best.pt"], glue_bin / "MNLI-bin", "test_mismatched", False)
 
-    ok = sh([sys.executable, "-m", "fairseq_freelb.glue.submission", "--glue-bin", glue_bin, "--validate", f"{sub}.zip"])
+    ok = sh([sys.executable, "-m", "fairseq_freelb.glue.submission", "--glue-bin", glue_bin, "--validate", sub / "submission.zip"])
     assert "valid GLUE submission" in ok.stdout
 
     # A broken zip: wrong label, a missing row, a missing file; every problem is named.
@@ -221,6 +222,10 @@ def test_checkpoints_carry_their_label_names_and_are_checked(trained, glue_bin, 
     for task in ("CoLA", "MNLI", "RTE"):
         state = torch.load(ckpts / task / "checkpoint_best.pt", map_location="cpu", weights_only=False)
         assert state["task_state"]["label_names"] == list(TASKS[task].labels), task
+        # fairseq-train saved the data record too: the task, sentence pairs, the token dictionary's fingerprint.
+        assert state["task_state"]["data_task"] == task
+        assert state["task_state"]["sentence_pairs"] is (task != "CoLA")
+        assert len(state["task_state"]["dictionary_sha1"]) == 40
     stsb = torch.load(ckpts / "STS-B" / "checkpoint_best.pt", map_location="cpu", weights_only=False)
     assert "label_names" not in stsb["task_state"]
 
@@ -240,11 +245,13 @@ def test_checkpoints_carry_their_label_names_and_are_checked(trained, glue_bin, 
         outs.append(out.read_text())
     assert outs[0] == outs[1] and outs[0].startswith("index\tprediction\n0\t")
 
-    # A 3-class MNLI checkpoint given as RTE's: one line, nothing written.
-    for cmd in (["fairseq_freelb.glue.evaluate", "--data-bin", glue_bin / "RTE-bin"],
-                ["fairseq_freelb.glue.predict", "--data-bin", glue_bin / "RTE-bin", "--out", tmp_path / "no.tsv"]):
-        bad = sh([sys.executable, "-m", *cmd, "--checkpoint", ckpts / "MNLI" / "checkpoint_best.pt", "--cpu"], check=False)
-        assert bad.returncode == 1, bad.stderr
-        assert bad.stderr.strip().splitlines()[-1].endswith("its head predicts 3 classes, RTE has 2 classes "
-                                                            "(entailment, not_entailment): it was not trained on RTE")
+    # A 3-class MNLI checkpoint, or a QNLI one with RTE's very labels, given as RTE's: one line, nothing written.
+    for other in ("MNLI", "QNLI"):
+        for cmd in (["fairseq_freelb.glue.evaluate", "--data-bin", glue_bin / "RTE-bin"],
+                    ["fairseq_freelb.glue.predict", "--data-bin", glue_bin / "RTE-bin", "--out", tmp_path / "no.tsv"]):
+            bad = sh([sys.executable, "-m", *cmd, "--checkpoint", ckpts / other / "checkpoint_best.pt", "--cpu"],
+                     check=False)
+            assert bad.returncode == 1, bad.stderr
+            assert bad.stderr.strip().splitlines()[-1].endswith(
+                f"trained on {other} (recorded in the checkpoint), not RTE: it was not trained on RTE")
     assert not (tmp_path / "no.tsv").exists()

@@ -72,6 +72,12 @@ def _fake_checkpoint(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture
+def unchecked_checkpoints(monkeypatch):
+    """The fake checkpoints above are not read: whether a checkpoint fits its task is tested in test_glue_checkpoint_match.py."""
+    monkeypatch.setattr(S, "check_checkpoint_file", lambda *args, **kwargs: None)
+
+
 def _writes(files_and_text):
     """A write step that puts these files (name -> text) into the staging folder, as prediction would."""
     def write(glue_bin, checkpoints, out, files, **kwargs):
@@ -83,7 +89,8 @@ def _writes(files_and_text):
     return write
 
 
-def test_zip_holds_exactly_this_runs_files_and_a_failed_build_leaves_the_old_one(tmp_path, monkeypatch):
+def test_zip_holds_exactly_this_runs_files_and_a_failed_build_leaves_the_old_one(tmp_path, monkeypatch,
+                                                                                unchecked_checkpoints):
     """Item 3: stale files from an earlier run went into the zip; a failed build mixed old and new files."""
     glue_bin = _glue_bin(tmp_path / "glue-bin")
     out, zip_path = tmp_path / "submission", tmp_path / "submission.zip"
@@ -108,7 +115,7 @@ def test_zip_holds_exactly_this_runs_files_and_a_failed_build_leaves_the_old_one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["glue-bin", "rte.pt", "submission", "submission.zip"]
 
 
-def test_mnli_without_the_diagnostic_set_agrees_with_preprocessing(tmp_path, capsys):
+def test_mnli_without_the_diagnostic_set_agrees_with_preprocessing(tmp_path, capsys, unchecked_checkpoints):
     """Item 4: without test_ax, MNLI-m/mm are submitted under --allow-missing and AX's absence is explained."""
     glue_bin = _glue_bin(tmp_path / "glue-bin", ax=False)
     ckpt = _fake_checkpoint(tmp_path)

@@ -4,7 +4,7 @@ Floors, bottom to top; a module imports only from its own floor or below
 (docs/design.md):
 
 0. ``core/`` (pure torch: no fairseq, omegaconf or transformers) and ``metrics.py``;
-1. ``adapters/`` (and ``hf/``), ``checkpoint.py``, ``commands.py``, ``resources.py``;
+1. ``adapters/`` (and ``hf/``), ``checkpoint.py``, ``commands.py``, ``resources.py``, ``output_files.py``, ``text_files.py``;
 2. the applications: ``glue/``, ``mc/``, ``robustness/``, ``convert_hf/``,
    ``experiment/``, ``demo.py``, ``hydra_train.py``, and any new top-level module;
    one application imports another only along :data:`SIDEWAYS`;
@@ -23,7 +23,7 @@ PACKAGE = "fairseq_freelb"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 FLOOR_0 = {"core", "metrics"}
-FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources"}
+FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources", "output_files", "text_files"}
 # Application -> application imports that are allowed (one direction only; never mc -> glue).
 SIDEWAYS = {
     ("glue", "mc"),

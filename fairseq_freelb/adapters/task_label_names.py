@@ -1,13 +1,16 @@
-"""Label names travel with each checkpoint, so class index i keeps its meaning whatever a later label/dict.txt says.
+"""Label names and the data's record travel with each checkpoint, so class index i and token id j keep their meaning.
 
 fairseq's trainer saves ``task.state_dict()`` in every checkpoint as
 ``task_state`` and hands it back to ``task.load_state_dict`` when the
 checkpoint is loaded; :class:`LabelNamesInCheckpoints` adds the task's label
-names there and refuses a checkpoint whose classes mean other labels.
+names and its data's record (task name, sentence pairs, dictionary
+fingerprint: :mod:`~fairseq_freelb.adapters.data_record`) there, and refuses a
+checkpoint whose classes mean other labels or whose dictionary is not this data's.
 """
 
 from typing import List, Optional
 
+from fairseq_freelb.adapters.data_record import check_sentence_prediction_record, sentence_prediction_record
 from fairseq_freelb.core.errors import AdversarialConfigError
 
 
@@ -30,10 +33,12 @@ class LabelNamesInCheckpoints:
         names = self.label_names()
         if names is not None:
             state["label_names"] = names
+        state.update(sentence_prediction_record(self))  # its data: task name, pairs, dictionary fingerprint
         return state
 
     def load_state_dict(self, state_dict):
-        """Refuse a checkpoint whose head has this many classes but means other labels by them.
+        """Refuse a checkpoint whose head has this many classes but means other labels by them,
+        or whose token dictionary is not this data's.
 
         (A head of another size is re-initialized by fairseq, so its labels do not matter.)
         """
@@ -43,4 +48,5 @@ class LabelNamesInCheckpoints:
                 f"checkpoint's classes are labels {list(theirs)}, this data's label/dict.txt has {mine}: "
                 "its predictions would mean other labels; re-preprocess or use a checkpoint trained on this label order"
             )
+        check_sentence_prediction_record(state_dict, self)  # before fairseq loads weights of another vocabulary
         super().load_state_dict(state_dict)

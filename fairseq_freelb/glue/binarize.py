@@ -3,9 +3,14 @@
 What one task's folder holds is described in :mod:`~fairseq_freelb.glue.preprocess`.
 The folder is built under a temporary name beside its final place and moved
 there only when complete and checked, so a failure leaves the previous good
-``<TASK>-bin`` (if any) untouched.
+``<TASK>-bin`` (if any) untouched. It gets the mode of the user's umask (not
+``mkdtemp``'s 0700), and a full disk or read-only file system while writing it
+is one line naming the output (:mod:`~fairseq_freelb.output_files`). Output
+paths may contain commas: fairseq-preprocess, which splits ``--testpref`` on
+commas, is given links without them.
 """
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -17,8 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+from fairseq_freelb.commands import CommandError
 from fairseq_freelb.glue.benchmark_tasks import TRAIN, GlueTask
 from fairseq_freelb.glue.tsv import SplitRows
+from fairseq_freelb.output_files import make_temp_dir, naming_write_errors
 
 logger = logging.getLogger("fairseq_freelb.glue.binarize")
 
@@ -106,12 +113,13 @@ def binarize(text_files: Dict[str, Path], dictionary: Path, destdir: Path, worke
 
     destdir.mkdir(parents=True, exist_ok=True)
     splits = list(text_files)
-    with tempfile.TemporaryDirectory(dir=destdir) as scratch:
+    with tempfile.TemporaryDirectory(dir=destdir) as scratch, contextlib.ExitStack() as links:
+        sources = _without_commas([text_files[s] for s in splits], links)
         args = options.get_preprocessing_parser().parse_args(
             [
                 "--only-source",
                 "--srcdict", str(dictionary),
-                "--testpref", ",".join(str(text_files[s]) for s in splits),
+                "--testpref", ",".join(str(path) for path in sources),
                 "--destdir", scratch,
                 "--workers", str(max(1, workers)),
             ]
@@ -130,6 +138,26 @@ def binarize(text_files: Dict[str, Path], dictionary: Path, destdir: Path, worke
             for ext in ("bin", "idx"):
                 os.replace(Path(scratch) / f"test{k if k else ''}.{ext}", destdir / f"{split}.{ext}")
         shutil.copyfile(Path(scratch) / "dict.txt", destdir / "dict.txt")
+
+
+def _without_commas(paths: Sequence[Path], stack: contextlib.ExitStack) -> List[Path]:
+    """``paths``, or links to them without commas: fairseq-preprocess splits ``--testpref`` on commas.
+
+    The links live in a temporary folder of the system's temp location (only
+    links: nothing is copied), removed when ``stack`` closes.
+    """
+    if not any("," in str(path) for path in paths):
+        return list(paths)
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fairseq_freelb-links-")))
+    if "," in str(folder):
+        raise CommandError(f"--out: the path has a comma and so does the temp folder {folder} "
+                           "(fairseq-preprocess splits paths on commas); set TMPDIR to a folder without one")
+    links = []
+    for k, path in enumerate(paths):
+        link = folder / f"split{k}"
+        link.symlink_to(Path(path).resolve())
+        links.append(link)
+    return links
 
 
 def binarized_size(prefix: Path) -> int:
@@ -168,14 +196,15 @@ def write_task(
 ) -> Dict:
     """Build ``<out>/<TASK>-bin`` aside, check it, move it into place; returns its ``meta.json`` content."""
     dest = out_dir / f"{task.name}-bin"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{task.name}-bin.", suffix=".building", dir=out_dir))
-    try:
-        meta = _build(task, splits, building, srcdict, bpe_files, workers, max_positions, missing_splits)
-        _swap_into_place(building, dest)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+    with naming_write_errors(dest):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        building = make_temp_dir(out_dir, prefix=f".{task.name}-bin.", suffix=".building")
+        try:
+            meta = _build(task, splits, building, srcdict, bpe_files, workers, max_positions, missing_splits)
+            _swap_into_place(building, dest)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
     _print_summary(task, splits, meta, dest)
     return meta
 

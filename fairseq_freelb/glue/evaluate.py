@@ -8,12 +8,12 @@ Usage::
 
 Prints one line per split (metrics in percent, the task's headline metric
 first: MCC for CoLA, Pearson/Spearman for STS-B, accuracy/F1 for MRPC and QQP,
-accuracy otherwise) and optionally writes them as JSON.
+accuracy otherwise) and optionally writes them as JSON (``--json``: checked
+before any model runs, written aside and moved into place).
 """
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -22,6 +22,7 @@ from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.metrics import glue_metrics
 from fairseq_freelb.glue.predict import Predictions, add_checkpoint_flags, load_glue_ensemble, predict, task_of
 from fairseq_freelb.glue.benchmark_tasks import GlueTask
+from fairseq_freelb.output_files import check_output_file, write_text_atomic
 
 
 def score(task: GlueTask, predictions: Predictions) -> Dict[str, float]:
@@ -79,13 +80,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_checkpoint_flags(parser)
     args = parser.parse_args(argv)
     task = task_of(Path(args.data_bin), args.task)
+    if args.json:
+        check_output_file(Path(args.json), "--json")  # before the model runs
     results = evaluate(args.checkpoint, Path(args.data_bin), task, args.split, args.batch_size, args.cpu, args.fp16,
                        args.trust_label_dict)
     print(format_result(task, results))
     if args.json:
-        tmp = Path(f"{args.json}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"task": task.name, "checkpoints": args.checkpoint, "results": results}, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        record = {"task": task.name, "checkpoints": args.checkpoint, "results": results}
+        write_text_atomic(Path(args.json), json.dumps(record, indent=2) + "\n")
     return 0
 
 

@@ -8,7 +8,9 @@ when it was trained (``task_state["label_names"]``), never through the data's
 ``label/dict.txt``; a checkpoint whose class count or label names are not the
 task's is refused. A checkpoint from before label names were recorded is
 refused unless ``--trust-label-dict`` says it was trained on this very
-``label/dict.txt``.
+``label/dict.txt``. Before any model is built, each checkpoint's task, sentence
+pairs and token dictionary are checked against the task and data
+(:mod:`~fairseq_freelb.glue.checkpoint_match`).
 
 Test predictions for one task, as a command::
 
@@ -18,14 +20,14 @@ Test predictions for one task, as a command::
 
 writes ``index<TAB>prediction`` rows in test-file order, the leaderboard's format
 (the file format: :mod:`~fairseq_freelb.glue.leaderboard_files`; the whole
-submission: :mod:`~fairseq_freelb.glue.submission`).
+submission: :mod:`~fairseq_freelb.glue.submission`). ``--out`` is checked
+before any model runs (its folder exists and takes a file), and the file gets
+the mode of the user's umask.
 """
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -34,9 +36,10 @@ import numpy as np
 
 from fairseq_freelb.adapters import runtime
 from fairseq_freelb.commands import CommandError, run_command
-from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import GlueTask, get_task
 from fairseq_freelb.glue.leaderboard_files import format_predictions, write_file
+from fairseq_freelb.glue.checkpoint_match import CheckpointMismatch, check_checkpoint_file
+from fairseq_freelb.output_files import check_output_file, written_aside
 
 
 @dataclass
@@ -68,10 +71,6 @@ def task_of(data_bin: Path, name: Optional[str] = None) -> GlueTask:
     if folder.endswith("-bin"):
         return get_task(folder[: -len("-bin")])
     raise CommandError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
-
-
-class CheckpointMismatch(FreeLBError, ValueError):
-    """A checkpoint that was not trained on this task's labels."""
 
 
 def _recorded_label_names(task) -> Optional[List[str]]:
@@ -135,6 +134,8 @@ def load_glue_ensemble(checkpoints: Sequence[str], data_bin: Path, glue_task: Op
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint {path}: no such file")
     models, orders, first = [], [], None
+    for path in checkpoints:  # task, sentence pairs and token dictionary, before any model is built
+        check_checkpoint_file(path, glue_task, data_bin, trust_old=trust_label_dict)
     for path in checkpoints:
         # One at a time: each checkpoint's own task_state (its label names) is read into a fresh task.
         (model,), cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides={"data": str(data_bin)})
@@ -240,8 +241,9 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
     parser.add_argument("--fp16", action="store_true", help="half-precision inference")
     parser.add_argument("--trust-label-dict", action="store_true",
-                        help="for checkpoints that record no label names (older than this check): map their classes "
-                        "through the data's label/dict.txt; right only if they were trained on exactly that file")
+                        help="for checkpoints older than these checks, that record no label names or no task: use "
+                        "them as trained on exactly this data (classes mapped through its label/dict.txt); right "
+                        "only if they were")
 
 
 PROG = "python -m fairseq_freelb.glue.predict"
@@ -262,20 +264,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     glue_task = task_of(data_bin, args.task)
     if not (data_bin / "input0" / f"{args.split}.bin").is_file():
         raise FileNotFoundError(f"--split {args.split}: {data_bin / 'input0' / args.split}.bin not found")
+    out = Path(args.out)
+    check_output_file(out, "--out")  # before the model runs
     index_file = data_bin / "index" / f"{args.split}.index"
     ids = index_file.read_text(encoding="utf-8").splitlines() if index_file.is_file() else None
     predictions = predict(args.checkpoint, data_bin, args.split, args.batch_size, args.cpu, args.fp16,
                           glue_task=glue_task, trust_label_dict=args.trust_label_dict)
     labels = format_predictions(glue_task, predictions)
-    out = Path(args.out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else ".")
-    os.close(fd)
-    try:
-        write_file(Path(tmp), ids if ids is not None else [str(i) for i in range(len(labels))], labels)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with written_aside(out) as tmp:
+        write_file(tmp, ids if ids is not None else [str(i) for i in range(len(labels))], labels)
     print(f"{out}: {len(labels)} rows from {glue_task.name} {args.split} ({len(args.checkpoint)} checkpoint(s))")
     return 0
 

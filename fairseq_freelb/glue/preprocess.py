@@ -30,6 +30,11 @@ QNLI-ranking`` writes ``<out>/QNLI-ranking-bin`` (QNLI as pairwise ranking,
 SuperGLUE/WSC`` writes ``<out>/WNLI-wsc-bin`` (WNLI through WSC,
 :mod:`~fairseq_freelb.glue.wnli_wsc`); each prints its counts.
 
+One run at a time per output: each ``<TASK>-bin`` is locked
+(``<out>/.<TASK>-bin.lock``, :mod:`~fairseq_freelb.output_files`) before any
+file is read, and a second run into it stops in one line. Holding the lock, the
+run removes the ``.<TASK>-bin.*.building`` folders that killed runs left.
+
 Usage::
 
     python -m fairseq_freelb.glue.preprocess --glue-dir glue_data --srcdict roberta.large/dict.txt \\
@@ -37,6 +42,7 @@ Usage::
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -51,6 +57,7 @@ from fairseq_freelb.glue.qnli_ranking import write_ranking_bin
 from fairseq_freelb.glue.wnli_wsc import write_wsc_bin
 from fairseq_freelb.wsc.formats import read_rows as read_wsc_rows
 from fairseq_freelb.glue.tsv import AX_CANDIDATES, read_task
+from fairseq_freelb.output_files import check_output_folder, output_lock, remove_leftovers
 from fairseq_freelb.resources import gpt2_bpe_files
 
 PROG = "python -m fairseq_freelb.glue.preprocess"
@@ -125,27 +132,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tasks = select_tasks(glue_dir, ",".join(rest) if args.tasks is not None else None) if rest or args.tasks is None else []
     if "WNLI-wsc" in extra and not args.wsc_dir:
         raise CommandError("--tasks WNLI-wsc needs --wsc-dir: SuperGLUE's WSC folder (train.jsonl, val.jsonl)")
-    bpe_files = gpt2_bpe_files(
-        args.encoder_json, args.vocab_bpe,
-        dest=Path(args.bpe_cache_dir) if args.bpe_cache_dir else None,
-        folder=Path(args.wheels_dir) if args.wheels_dir else None,
-    )
-    # Read every file first, so a malformed row stops the run before anything is written.
-    rows = {task.name: read_task(task, glue_dir, args.on_bad_row, args.ax_file) for task in tasks}
-    extra_rows = {name: read_task(get_task(FORMULATIONS[name][0]), glue_dir, args.on_bad_row) for name in extra}
-    if "WNLI-wsc" in extra:
-        for name in ("train.jsonl", "val.jsonl"):
-            if not (Path(args.wsc_dir) / name).is_file():
-                raise FileNotFoundError(f"{Path(args.wsc_dir) / name}: SuperGLUE WSC {name} not found (--wsc-dir)")
-            read_wsc_rows(str(Path(args.wsc_dir) / name), labelled=True)
-    for task in tasks:
-        missing = [s.split for s in task.splits if s.split not in rows[task.name]]
-        write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
-    if "QNLI-ranking" in extra:
-        write_ranking_bin(extra_rows["QNLI-ranking"], out_dir, srcdict, bpe_files, args.workers, args.max_positions)
-    if "WNLI-wsc" in extra:
-        write_wsc_bin(extra_rows["WNLI-wsc"], Path(args.wsc_dir), out_dir, srcdict, bpe_files, args.max_positions)
+    created = not out_dir.exists()
+    check_output_folder(out_dir, "--out")  # a read-only or full --out stops here, before the work
+    try:
+        preprocess(args, tasks, extra, glue_dir, out_dir, srcdict)
+    except BaseException:
+        if created:  # a failed first run leaves no empty --out behind
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
     return 0
+
+
+def preprocess(args, tasks: List[GlueTask], extra: List[str], glue_dir: Path, out_dir: Path, srcdict: Path) -> None:
+    """Lock each output folder, read and check every file, then write each task's folder (and the formulations')."""
+    folders = [out_dir / f"{task.name}-bin" for task in tasks] + [out_dir / f"{name}-bin" for name in extra]
+    with contextlib.ExitStack() as locks:
+        for folder in folders:  # every lock first: a second run into the same folder stops before reading anything
+            locks.enter_context(output_lock(folder))
+        for folder in folders:
+            remove_leftovers(folder)
+        bpe_files = gpt2_bpe_files(
+            args.encoder_json, args.vocab_bpe,
+            dest=Path(args.bpe_cache_dir) if args.bpe_cache_dir else None,
+            folder=Path(args.wheels_dir) if args.wheels_dir else None,
+        )
+        # Read every file first, so a malformed row stops the run before anything is written.
+        rows = {task.name: read_task(task, glue_dir, args.on_bad_row, args.ax_file) for task in tasks}
+        extra_rows = {name: read_task(get_task(FORMULATIONS[name][0]), glue_dir, args.on_bad_row) for name in extra}
+        if "WNLI-wsc" in extra:
+            for name in ("train.jsonl", "val.jsonl"):
+                if not (Path(args.wsc_dir) / name).is_file():
+                    raise FileNotFoundError(f"{Path(args.wsc_dir) / name}: SuperGLUE WSC {name} not found (--wsc-dir)")
+                read_wsc_rows(str(Path(args.wsc_dir) / name), labelled=True)
+        for task in tasks:
+            missing = [s.split for s in task.splits if s.split not in rows[task.name]]
+            write_task(task, rows[task.name], out_dir, srcdict, bpe_files, args.workers, args.max_positions, missing)
+        if "QNLI-ranking" in extra:
+            write_ranking_bin(extra_rows["QNLI-ranking"], out_dir, srcdict, bpe_files, args.workers, args.max_positions)
+        if "WNLI-wsc" in extra:
+            write_wsc_bin(extra_rows["WNLI-wsc"], Path(args.wsc_dir), out_dir, srcdict, bpe_files, args.max_positions)
 
 
 if __name__ == "__main__":

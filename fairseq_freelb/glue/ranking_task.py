@@ -17,12 +17,13 @@ import os
 
 from fairseq.tasks import register_task
 
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.adapters.config import AdversarialConfigError
 from fairseq_freelb.mc.sentence_ranking_task import FreeLBSentenceRankingTask
 from fairseq_freelb.glue.qnli_ranking_data import FORMULATION
 
 
-class RankingCheckpointMismatch(ValueError):
+class RankingCheckpointMismatch(FreeLBError, ValueError):
     """A checkpoint that was not trained on this QNLI-ranking-bin (another formulation or dictionary)."""
 
 

@@ -18,20 +18,28 @@ otherwise, a float in [0, 5] for STS-B). Before zipping, the files are checked
 against ``<TASK>-bin/index/<split>.index``: file set, headers, row counts, ids
 and label sets (line ends must be LF, judged the same in a folder and a zip).
 
-The submission is built in a temporary folder beside ``--out``, checked, zipped
-to a temporary name, the zip checked, and only then both are moved into place:
-a failure leaves an earlier submission as it was, and the zip holds exactly
-this run's files. Every checkpoint and every test split is checked to exist
-before anything is written. A test split that preprocessing did not write
-(MNLI's diagnostic set without its file, say) stops the build with the reason,
-unless ``--allow-missing`` leaves its file out.
+The submission is built in a temporary folder beside ``--out``, checked,
+zipped *inside that folder* (``<out>/<out name>.zip`` unless ``--zip`` says
+otherwise), the zip checked, and only then is the folder moved into place:
+one rename, so the files and the zip beside them always come from the same
+run, and a failure leaves an earlier submission as it was. A ``--zip`` outside
+``--out`` is a copy of that zip, moved into place just before the folder.
+Validating a folder also checks that every zip in it holds exactly the
+folder's files. Every checkpoint and every test split is checked before
+anything is written (each checkpoint's task, sentence pairs and token
+dictionary: :mod:`~fairseq_freelb.glue.checkpoint_match`), and so is the
+output location (it takes a new file). One run at a time per ``--out``
+(``.<out>.lock``); the folders an interrupted run left beside ``--out`` are
+removed by the next run. A test split that preprocessing did not write (MNLI's
+diagnostic set without its file, say) stops the build with the reason, unless
+``--allow-missing`` leaves its file out.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -42,6 +50,15 @@ from fairseq_freelb.glue import formulations
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, SUBMISSION_FILES, TASKS, GlueTask, get_task
 from fairseq_freelb.glue.leaderboard_files import HEADER, SubmissionError, format_predictions, write_file
 from fairseq_freelb.glue.predict import add_checkpoint_flags, load_glue_ensemble, predict
+from fairseq_freelb.glue.checkpoint_match import check_checkpoint_file
+from fairseq_freelb.output_files import (
+    check_output_folder,
+    make_temp_dir,
+    naming_write_errors,
+    output_lock,
+    remove_leftovers,
+    written_aside,
+)
 
 
 def expected_ids(glue_bin: Path, task: GlueTask, split: str) -> List[str]:
@@ -51,11 +68,15 @@ def expected_ids(glue_bin: Path, task: GlueTask, split: str) -> List[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool) -> List[Tuple[str, GlueTask, str]]:
+def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool,
+         trust_label_dict: bool = False) -> List[Tuple[str, GlueTask, str]]:
     """``(file, task, split)`` for every file this run writes; refuses what cannot be written, before anything is.
 
-    A test split absent from ``<TASK>-bin`` (its file was missing at preprocessing)
-    is left out under ``allow_missing`` and refused otherwise, with the reason.
+    Every checkpoint is checked against its task and ``<TASK>-bin``
+    (:func:`~fairseq_freelb.glue.checkpoint_match.check_checkpoint_file`): a
+    swapped MRPC/QQP pair stops here. A test split absent from ``<TASK>-bin``
+    (its file was missing at preprocessing) is left out under ``allow_missing``
+    and refused otherwise, with the reason.
     """
     for task_name, paths in checkpoints.items():
         for path in paths:
@@ -67,6 +88,8 @@ def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool)
         data_bin = formulations.data_folder(glue_bin, task, formulations.formulation_of(task, checkpoints[task_name]))
         if not data_bin.is_dir():
             raise FileNotFoundError(f"{data_bin}: no such folder (preprocess {task.name} first)")
+        for path in checkpoints[task_name]:
+            check_checkpoint_file(path, task, data_bin, trust_old=trust_label_dict)
         for filename, split in task.submission_files.items():
             if (data_bin / "index" / f"{split}.index").is_file():
                 files.append((filename, task, split))
@@ -120,15 +143,41 @@ def _read_member(source: Path, name: str) -> Optional[str]:
 
 
 def _members(source: Path) -> List[str]:
+    """The files of a zip, or of a folder apart from the zips in it (checked by :func:`zip_disagrees`)."""
     if source.is_dir():
-        return sorted(p.name for p in source.iterdir() if p.is_file())
+        return sorted(p.name for p in source.iterdir() if p.is_file() and p.suffix != ".zip")
     with zipfile.ZipFile(source) as archive:
         return sorted(archive.namelist())
 
 
-def validate(source: Path, glue_bin: Path, allow_missing: bool = False) -> List[str]:
-    """Every problem of a submission folder or zip, as ``file: problem`` lines (empty list: valid)."""
+def zip_disagrees(folder: Path, zip_path: Path) -> List[str]:
+    """Problems when the zip ``zip_path`` does not hold exactly the submission files of ``folder``, byte for byte."""
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            inside = {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        return [f"{zip_path.name}: not a readable zip ({exc})"]
+    files = {name: (folder / name).read_bytes() for name in _members(folder)}
     problems = []
+    if sorted(inside) != sorted(files):
+        problems.append(f"{zip_path.name}: holds {', '.join(sorted(inside)) or 'nothing'}, the folder "
+                        f"{', '.join(sorted(files)) or 'nothing'}: they are not from the same run")
+    else:
+        differ = [name for name in files if inside[name] != files[name]]
+        if differ:
+            problems.append(f"{zip_path.name}: {', '.join(differ)} differ from the folder's: they are not from the same run")
+    return problems
+
+
+def validate(source: Path, glue_bin: Path, allow_missing: bool = False) -> List[str]:
+    """Every problem of a submission folder or zip, as ``file: problem`` lines (empty list: valid).
+
+    A folder's zips (the one the builder writes into it) must hold exactly the folder's files.
+    """
+    problems = []
+    if source.is_dir():
+        for zip_path in sorted(p for p in source.iterdir() if p.is_file() and p.suffix == ".zip"):
+            problems += zip_disagrees(source, zip_path)
     members = _members(source)
     for name in members:
         if name not in SUBMISSION_FILES:
@@ -202,34 +251,71 @@ def make_zip(files: Sequence[Path], zip_path: Path) -> Path:
     return zip_path
 
 
-def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path: Path, allow_missing: bool,
+def zip_inside(out: Path, zip_path: Path) -> Optional[Path]:
+    """``zip_path`` relative to the folder ``out`` when it lies inside it, else None."""
+    out_abs, zip_abs = Path(os.path.abspath(out)), Path(os.path.abspath(zip_path))
+    if zip_abs == out_abs:
+        raise CommandError(f"--zip {zip_path}: the same path as --out; give the zip another name")
+    try:
+        return zip_abs.relative_to(out_abs)
+    except ValueError:
+        return None
+
+
+def default_zip(out: Path) -> Path:
+    """Where the zip goes without ``--zip``: inside the folder, named after it (``submission/submission.zip``)."""
+    return out / f"{out.name or 'submission'}.zip"
+
+
+def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path: Optional[Path], allow_missing: bool,
           **predict_kwargs) -> List[Path]:
-    """Write, check and zip the submission aside; move folder and zip into place only when both are valid."""
-    files = plan(glue_bin, checkpoints, allow_missing)
+    """Write, check and zip the submission aside; move it into place only when the files and the zip are valid.
+
+    The zip is built inside the staging folder, so one rename of the folder
+    replaces files and zip together. A ``zip_path`` outside ``out`` gets a copy
+    of that zip, moved into place (atomically) just before the folder.
+    """
+    zip_path = zip_path if zip_path is not None else default_zip(out)
+    inner = zip_inside(out, zip_path)
+    files = plan(glue_bin, checkpoints, allow_missing, predict_kwargs.get("trust_label_dict", False))
     if not files:
         raise CommandError("no submission file can be written (see the lines above)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
-    staged_zip = zip_path.with_name(f".{zip_path.name}.{os.getpid()}.building")
-    try:
+    check_output_folder(out.parent, "--out")  # before any model runs
+    if inner is None:
+        check_output_folder(zip_path.parent, "--zip")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(out, "--out"))
+        remove_leftovers(out)
+        if inner is None:
+            stack.enter_context(output_lock(zip_path, "--zip"))
+            remove_leftovers(zip_path)
+        stack.enter_context(naming_write_errors(out))
+        staging = make_temp_dir(out.parent, prefix=f".{out.name}.", suffix=".building")
+        stack.callback(shutil.rmtree, staging, ignore_errors=True)
         written = write_submission(glue_bin, checkpoints, staging, files, **predict_kwargs)
         _check(validate(staging, glue_bin, allow_missing), out)
+        staged_zip = staging / (inner if inner is not None else zip_path.name)
+        staged_zip.parent.mkdir(parents=True, exist_ok=True)
         make_zip(written, staged_zip)
         _check(validate(staged_zip, glue_bin, allow_missing), zip_path)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-        os.replace(staging, out)
-        os.replace(staged_zip, zip_path)
-        if old is not None:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if staged_zip.exists():
-            staged_zip.unlink()
+        if inner is None:
+            with naming_write_errors(zip_path), written_aside(zip_path) as tmp:
+                shutil.copyfile(staged_zip, tmp)
+            if staged_zip.parent == staging:
+                staged_zip.unlink()  # the folder keeps only the files; the zip lives at --zip
+        _swap_into_place(staging, out)
     return [out / p.name for p in written]
+
+
+def _swap_into_place(new: Path, dest: Path) -> None:
+    """``new`` becomes ``dest``; an earlier ``dest`` is moved aside first and then removed."""
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")  # removed by the next run if this one is killed
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
 
 
 def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:
@@ -259,8 +345,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--glue-bin", required=True, help="folder of <TASK>-bin folders (preprocess --out)")
     parser.add_argument("--checkpoints", action="append", default=[],
                         help="TASK=ckpt[,ckpt...]: the model(s) for a task; repeat per task. MNLI's also predict AX")
-    parser.add_argument("--out", default="submission", help="submission folder; the zip is <out>.zip")
-    parser.add_argument("--zip", default=None, help="zip path (default: <out>.zip)")
+    parser.add_argument("--out", default="submission", help="submission folder; the zip goes inside it")
+    parser.add_argument("--zip", default=None,
+                        help="zip path (default: <out>/<out name>.zip, inside the folder, replaced with it in one "
+                        "rename); a path outside --out gets a copy, moved into place just before the folder")
     parser.add_argument("--allow-missing", action="store_true",
                         help="accept a partial submission (the server needs all 11 files)")
     parser.add_argument("--validate", default=None, metavar="ZIP_OR_FOLDER", help="only check an existing submission")
@@ -278,11 +366,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if missing and not args.allow_missing:
         raise CommandError(f"no --checkpoints for {', '.join(missing)} (or pass --allow-missing)")
     out = Path(args.out)
-    zip_path = Path(args.zip) if args.zip else Path(f"{out}.zip")
+    zip_path = Path(args.zip) if args.zip else default_zip(out)
     written = build(glue_bin, checkpoints, out, zip_path, args.allow_missing, batch_size=args.batch_size, cpu=args.cpu,
                     fp16=args.fp16, trust_label_dict=args.trust_label_dict)
     print(f"wrote {out}/ and {zip_path} ({len(written)} files: {', '.join(p.name for p in written)}); "
-          "checked: file set, headers, counts, ids, labels")
+          "checked: file set, headers, counts, ids, labels; upload the zip")
     return 0
 
 

@@ -7,9 +7,11 @@ one); a blank line followed by more rows is a bad row. A row with the wrong
 number of columns or an unknown label is reported as ``file:line: reason`` and,
 by ``on_bad_row``, stops the run (after every bad row of the file is listed) or
 is skipped and listed. Empty sentences are kept. A file without a single
-example (0 bytes, or only its header) is refused, naming the file.
+example (0 bytes, or only its header) is refused, naming the file. Bytes that
+are not UTF-8 are refused, naming ``file:line`` and the column.
 """
 
+import codecs
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 
 from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.glue.benchmark_tasks import STSB_MAX_SCORE, GlueTask, SplitLayout
+from fairseq_freelb.text_files import decode_line
 
 logger = logging.getLogger("fairseq_freelb.glue.tsv")
 
@@ -46,10 +49,18 @@ class SplitRows:
 
 
 def _data_lines(path: Path) -> List[str]:
-    """The file's lines without line ends (LF or CRLF) and without trailing blank lines."""
-    # newline="\n": split on LF only, so a stray CR or U+2028 inside a sentence stays text.
-    with open(path, encoding="utf-8-sig", newline="\n") as handle:
-        lines = [raw.rstrip("\n").rstrip("\r") for raw in handle]
+    """The file's lines without line ends (LF or CRLF) and without trailing blank lines.
+
+    Bytes that are not UTF-8 (a Latin-1 ``é`` saved by an editor) stop the run
+    naming ``file:line`` and the column.
+    """
+    lines = []
+    # Binary lines split on LF only, so a stray CR or U+2028 inside a sentence stays text.
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            lines.append(decode_line(raw, path, line_no, GlueFormatError).rstrip("\n").rstrip("\r"))
     while lines and not lines[-1].strip():
         lines.pop()
     return lines

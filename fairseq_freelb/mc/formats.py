@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from fairseq_freelb.core.errors import FreeLBError
+from fairseq_freelb.text_files import decode_line, decode_text
 
 RACE_LABELS = ("A", "B", "C", "D")
 
@@ -143,8 +144,9 @@ def _json_error(exc: json.JSONDecodeError) -> str:
 
 def _json_lines(path: str) -> Iterator[Tuple[int, object]]:
     """(line number, parsed object) for every non-blank line; malformed JSON is an error."""
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:  # decoded line by line: a byte that is not UTF-8 is named at its line
+        for lineno, raw in enumerate(handle, start=1):
+            line = decode_line(raw, path, lineno, MultipleChoiceFormatError)
             if not line.strip():
                 continue
             # Without its line ending: an error at the end of the line is at that line's last
@@ -198,8 +200,9 @@ def read_question_jsonl(path: str, source: Optional[str] = None) -> List[Questio
 
 def read_race_file(path: str, source: str) -> List[Question]:
     """The questions of one RACE ``.txt`` file (a single JSON object over the article)."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read().rstrip()  # trailing newline(s): an error at the end stays on the last line
+    with open(path, "rb") as handle:
+        text = decode_text(handle.read(), path, MultipleChoiceFormatError)
+    text = text.rstrip()  # trailing newline(s): an error at the end stays on the last line
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

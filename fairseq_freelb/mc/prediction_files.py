@@ -2,10 +2,10 @@
 
 import csv
 import os
-import tempfile
 from typing import List, Sequence
 
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, Question
+from fairseq_freelb.output_files import make_temp_file
 
 
 def write_predictions(path: str, questions: Sequence[Question], predictions: Sequence[str]) -> None:
@@ -20,9 +20,9 @@ def write_predictions(path: str, questions: Sequence[Question], predictions: Seq
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--output {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = str(make_temp_file(folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"))  # the umask's mode
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, lineterminator="\n")
             for q, pred in zip(questions, predictions):
                 writer.writerow([q.id, pred])

@@ -23,6 +23,8 @@ All or nothing: every input is read and checked first (``train`` and
 all of its questions or on none), then the directory is built under a
 temporary name beside ``--destdir`` and swapped into place only when every
 split is written. A failure leaves an earlier ``--destdir`` exactly as it was.
+One run at a time per ``--destdir`` (a lock beside it); the next run removes
+the folders a killed run left (:mod:`fairseq_freelb.output_files`).
 """
 
 import argparse
@@ -37,6 +39,7 @@ from typing import Dict, List, Tuple
 
 from fairseq_freelb.commands import CommandError, run_command
 from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens
+from fairseq_freelb.output_files import make_temp_dir, naming_write_errors, output_lock, remove_leftovers
 from fairseq_freelb.mc.formats import (
     MultipleChoiceFormatError,
     Question,
@@ -153,7 +156,8 @@ def check_destdir(destdir: str) -> None:
 def swap_into_place(staging: str, destdir: str) -> None:
     """Move the finished ``staging`` folder to ``destdir``, replacing an earlier output."""
     if os.path.isdir(destdir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.old.", dir=os.path.dirname(destdir))
+        # Removed by the next run (remove_leftovers) if this one is killed before it is.
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.", suffix=".old", dir=os.path.dirname(destdir))
         os.rename(destdir, os.path.join(old, "previous"))
         os.rename(staging, destdir)
         shutil.rmtree(old)
@@ -226,16 +230,17 @@ def main(argv=None) -> int:
     loaded = {name: load_split(name, paths, contexts, args.fact1_context) for name, (paths, contexts) in splits.items()}
 
     os.makedirs(os.path.dirname(destdir), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(destdir)}.tmp.", dir=os.path.dirname(destdir))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the data directory's mode
-    try:
-        build(args, loaded, staging)
-        swap_into_place(staging, destdir)
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)
+    with output_lock(destdir, "--destdir"), naming_write_errors(destdir):  # one run at a time per --destdir
+        remove_leftovers(destdir)  # what killed runs left: no live run holds them, it would hold the lock
+        # The umask's mode: mkdtemp's 0700 would otherwise become the data directory's mode.
+        staging = str(make_temp_dir(os.path.dirname(destdir), prefix=f".{os.path.basename(destdir)}.",
+                                    suffix=".building"))
+        try:
+            build(args, loaded, staging)
+            swap_into_place(staging, destdir)
+        finally:
+            if os.path.isdir(staging):
+                shutil.rmtree(staging)
     logger.info(f"wrote {args.destdir}: splits {', '.join(f'{n} ({len(q)})' for n, q in loaded.items())}")
     return 0
 

@@ -16,6 +16,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_ranking import SentenceRankingTask
 
 from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.data_folder import require_data_folder
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 from fairseq_freelb.core.errors import AdversarialConfigError
 
@@ -33,6 +34,8 @@ class FreeLBSentenceRankingTask(AdversarialTrainingMixin, SentenceRankingTask):
             raise AdversarialConfigError(
                 f"--task freelb_sentence_ranking needs --criterion {' or '.join(CRITERIA)}, got {args.criterion!r}"
             )
+        require_data_folder(args.data, "freelb_sentence_ranking", [os.path.join("input0", "dict.txt")],
+                            "give the folder of fairseq's RACE recipe (input0/ .. inputN/, label/)")
         dictionary = cls.load_dictionary(args, os.path.join(args.data, "input0", "dict.txt"), source=True)
         logger.info(f"[input] dictionary: {len(dictionary)} types")
         return cls(args, dictionary)

@@ -23,6 +23,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.data_folder import require_data_folder
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
 from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, check_dictionary, dictionary_fingerprint
@@ -68,6 +70,9 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: MultipleChoiceConfig, **kwargs):
+        runtime.install()  # the refusal below is one line under fairseq-train
+        require_data_folder(cfg.data, "multiple_choice", ["dict.txt"],
+                            "give the folder that python -m fairseq_freelb.mc.preprocess --destdir writes")
         dictionary = cls.load_dictionary(os.path.join(cfg.data, "dict.txt"))
         logger.info(f"dictionary: {len(dictionary)} types")
         warn_if_preprocessed_for_other_length(cfg.data, cfg.max_positions)

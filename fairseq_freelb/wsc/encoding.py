@@ -14,12 +14,13 @@ from typing import Dict, List
 
 import torch
 
+from fairseq_freelb.core.errors import FreeLBError
 from fairseq_freelb.wsc.formats import WSCFormatError, WSCRow, substitute
 
 MASK = "<mask>"
 
 
-class DictionaryMismatch(ValueError):
+class DictionaryMismatch(FreeLBError, ValueError):
     """A checkpoint trained with another dictionary than the data folder's."""
 
 

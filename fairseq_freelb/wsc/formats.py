@@ -20,13 +20,15 @@ import string
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from fairseq_freelb.core.errors import FreeLBError
+
 PUNCTUATION = string.punctuation + "“”‘’"
 SENTENCE_END = (".", "!", "?", '."', '!"', '?"')
 # Words that open a noun phrase and lose their capital letter inside a sentence.
 DETERMINERS = {"the", "a", "an", "this", "that", "these", "those", "his", "her", "their", "its", "my", "our", "your"}
 
 
-class WSCFormatError(ValueError):
+class WSCFormatError(FreeLBError, ValueError):
     """A WSC (or WSC-format) file that cannot be read as such; the message starts with ``file:line``."""
 
 
