@@ -25,7 +25,9 @@ setup(
     ],
     extras_require={
         "hf": ["transformers>=4.30", "safetensors"],
-        "test": ["pytest", "transformers>=4.30", "safetensors"],
+        # fairseq's --tensorboard-logdir (the adv_* meters as tensorboard scalars)
+        "tensorboard": ["tensorboardX"],
+        "test": ["pytest", "transformers>=4.30", "safetensors", "tensorboardX"],
     },
     entry_points={
         "console_scripts": ["fairseq-freelb-hydra-train = fairseq_freelb.hydra_train:cli_main"],
