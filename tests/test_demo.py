@@ -166,6 +166,15 @@ def test_demo_data_records_max_positions_for_the_launch_scripts(tmp_path):
     assert proc.returncode == 0 and "max_positions" not in proc.stderr, proc.stderr
 
 
+def test_the_demo_page_states_the_sizes_the_code_uses():
+    text = (REPO / "docs" / "demo_and_experiment.md").read_text()
+    cpu, gpu = demo.CPU_SIZES, demo.GPU_SIZES
+    lr = lambda x: f"{x:.0e}".replace("e-0", "e-")  # noqa: E731  (1e-4, as the page writes it)
+    assert f"| CPU | {cpu['train_size']:,} | {cpu['epochs']} | {cpu['batch_size']} | {lr(cpu['lr'])} |" in text
+    assert f"| GPU (`--device auto` sees CUDA) | 10,235 (all) | {gpu['epochs']} | {gpu['batch_size']} | {lr(gpu['lr'])} |" in text
+    assert f"{lr(gpu['lr'])} on a GPU, {lr(cpu['lr'])} on CPU" in text
+
+
 def test_glue_commands_ask_for_the_task_on_the_demos_data(tmp_path):
     from fairseq_freelb.glue.predict import task_of
 
