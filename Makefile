@@ -34,7 +34,10 @@ $(DEPS): $(BIN)/python setup.py Makefile
 	else \
 	  $(BIN)/pip install fairseq==0.12.2; \
 	fi
-	$(BIN)/pip install sentencepiece scipy scikit-learn matplotlib tqdm pytest "transformers>=5,<6" accelerate==1.15.0 safetensors
+	@# tensorboardX: fairseq's --tensorboard-logdir writes nothing without it (and fairseq prints "Please install
+	@# tensorboardX" at every import); it plots the adv_* meters next to fairseq's own.
+	$(BIN)/pip install sentencepiece scipy scikit-learn matplotlib tqdm pytest "transformers>=5,<6" accelerate==1.15.0 \
+	  safetensors tensorboardX==2.6.5
 	touch $(DEPS)
 
 $(WHEELS)/.fetched: Makefile

@@ -26,7 +26,9 @@ setup(
     extras_require={
         # The Trainer adapter (fairseq_freelb.hf) follows transformers 5's Trainer, which needs accelerate.
         "hf": ["transformers>=5,<6", "accelerate==1.15.0", "safetensors"],
-        "test": ["pytest", "transformers>=5,<6", "accelerate==1.15.0", "safetensors"],
+        # fairseq's --tensorboard-logdir (the adv_* meters as tensorboard scalars)
+        "tensorboard": ["tensorboardX"],
+        "test": ["pytest", "transformers>=5,<6", "accelerate==1.15.0", "safetensors", "tensorboardX"],
     },
     entry_points={
         "console_scripts": ["fairseq-freelb-hydra-train = fairseq_freelb.hydra_train:cli_main"],

@@ -14,7 +14,21 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench import run as bench_run  # noqa: E402
 from bench.memory import peak_memory  # noqa: E402
+
+
+def test_quick_run_never_writes_the_recorded_results_and_the_table_says_what_no_means():
+    assert bench_run.parse_args([]).out == os.path.join("bench", "results")
+    assert bench_run.parse_args(["--quick"]).out == os.path.join("out", "bench-quick")
+    assert bench_run.parse_args(["--quick", "--out", "x"]).out == "x"
+    checks = [dict(met=True), dict(met=False)]
+    quick, full = bench_run.targets_note(checks, quick=True), bench_run.targets_note(checks, quick=False)
+    for note in (quick, full):
+        assert "`NO` when it is above it" in note and "not a failed run" in note
+    assert "--quick smoke run (1 NO)" in quick and "say nothing about the method" in quick
+    assert "Missed targets and their cause" in full
+    assert bench_run.targets_note([dict(met=True)], quick=False).endswith("Every target was met.")
 
 
 def test_peak_tensor_memory_is_the_high_water_mark_of_live_tensors():
@@ -61,4 +75,5 @@ def test_quick_benchmark_writes_table_json_and_plot(tmp_path):
     table = (out / "results.md").read_text()
     assert "| fp32 | 32 | freelb-2 | 2 |" in table and "## Targets (issue 8)" in table
     assert "| fp32 | 32 | hf trainer: freelb-2 | 2 |" in table and "| fp32 | 32 | hf official-style loop: freelb-2 | 2 |" in table
+    assert "met: `yes` when the measured value is within the target" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -100,8 +100,11 @@ def estimate_seconds(pending: Sequence[Tuple[Setting, int]], info: dict, schedul
 
 def run_all(pending: Sequence[Tuple[Setting, int]], store: ResultStore, make_cmd: Callable[[Setting, int], List[str]],
             logs: Path, parallel: int, threads: int, echo=print,
-            validated_epochs: Optional[Sequence[int]] = None) -> None:
+            validated_epochs: Optional[Sequence[int]] = None,
+            watch: Optional[Callable[[Setting, int], Callable[[dict], None]]] = None) -> None:
     """Run the pending (setting, seed) pairs, ``parallel`` at a time; each result is saved as it finishes.
+
+    ``watch(setting, seed)``, when given, makes the callback that sees each run's ``train_inner`` records.
 
     On a failure no new run starts; the ones under way finish and are saved, then the first error is raised.
     """
@@ -109,7 +112,7 @@ def run_all(pending: Sequence[Tuple[Setting, int]], store: ResultStore, make_cmd
 
     def one(setting: Setting, seed: int) -> None:
         result = run_training(setting, make_cmd(setting, seed), seed, logs / f"{setting.name}-s{seed}.log",
-                              threads, echo, validated_epochs)
+                              threads, echo, validated_epochs, watch(setting, seed) if watch else None)
         store.add(result)
         done[0] += 1
         scores = ", ".join(f"{name} {values[-1]:.2f}%" for name, values in

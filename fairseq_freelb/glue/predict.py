@@ -65,12 +65,13 @@ def task_of(data_bin: Path, name: Optional[str] = None) -> GlueTask:
     if name:
         return get_task(name)
     meta = Path(data_bin) / "meta.json"
-    if meta.is_file():
-        return get_task(json.loads(meta.read_text())["task"])
+    recorded = json.loads(meta.read_text()).get("task") if meta.is_file() else None
+    if recorded:  # data of another pipeline (the demo's) has a meta.json without a GLUE task
+        return get_task(recorded)
     folder = Path(data_bin).resolve().name
     if folder.endswith("-bin"):
         return get_task(folder[: -len("-bin")])
-    raise CommandError(f"{data_bin}: cannot tell the GLUE task (no meta.json); pass --task")
+    raise CommandError(f"{data_bin}: cannot tell the GLUE task (no meta.json naming one); pass --task")
 
 
 def _recorded_label_names(task) -> Optional[List[str]]:
