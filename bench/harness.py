@@ -20,6 +20,8 @@ from typing import Dict, List
 import torch
 import torch.distributed as dist
 
+import fairseq_freelb  # noqa: F401  (registers the plugin's criteria with fairseq before any config is parsed)
+
 # Model sizes. "small" runs on 2 CPU cores in a few minutes; "roberta_base" is
 # fairseq's roberta_base (12 x 768, 50k vocabulary) for a GPU.
 MODEL_SIZES: Dict[str, dict] = {
@@ -88,7 +90,6 @@ def write_dictionaries(root: str, vocab: int) -> str:
 
 
 def parse_cfg(data_dir: str, size: dict, max_positions: int, precision: str, device: str):
-    import fairseq_freelb  # noqa: F401  (registers the criterion)
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 

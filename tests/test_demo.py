@@ -176,10 +176,11 @@ def test_the_demo_page_states_the_sizes_the_code_uses():
 
 
 def test_glue_commands_ask_for_the_task_on_the_demos_data(tmp_path):
+    from fairseq_freelb.commands import CommandError
     from fairseq_freelb.glue.predict import task_of
 
     (tmp_path / "meta.json").write_text(json.dumps(prepare.data_meta()))
-    with pytest.raises(ValueError, match="cannot tell the GLUE task .*; pass --task"):
+    with pytest.raises(CommandError, match="cannot tell the GLUE task .*; pass --task"):
         task_of(tmp_path)
 
 
