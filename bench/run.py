@@ -1,4 +1,4 @@
-"""Benchmark every adversarial method against its pass-count floor (issue 8).
+"""Benchmark every adversarial method against its pass-count floor.
 
     python -m bench.run                 # full CPU run: a few minutes on 2 cores
     python -m bench.run --quick         # seconds; part of the test suite
@@ -355,7 +355,7 @@ def markdown(result: dict, args) -> str:
                 f"{', '.join(f'{x:g}' for x in d['allreduce_rounds_per_update'])} | "
                 f"{', '.join(f'{x:g}' for x in d['allreduce_bucket_calls_per_update'])} |"
             )
-    lines += ["", "## Targets (issue 8)", "", "| check | measured | target | met |", "|---|---|---|---|"]
+    lines += ["", "## Targets", "", "| check | measured | target | met |", "|---|---|---|---|"]
     for c in result["targets"]:
         op = "=" if c.get("exact") else "<="
         lines.append(f"| {c['what']} | {c['value']:.3f} | {op} {c['target']} | {'yes' if c['met'] else 'NO'} |")

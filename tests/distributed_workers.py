@@ -1,6 +1,6 @@
 """Worker side of ``tests/test_distributed.py``: the adversarial hook under DDP on 2 CPU processes.
 
-fairseq's own multi-process launch needs CUDA (issue 3, section 3), so each
+fairseq's own multi-process launch needs CUDA, so each
 worker builds the pieces exactly as ``fairseq-train`` does (argument parser,
 ``tasks.setup_task``, ``task.build_model``, ``task.build_criterion``,
 ``optim.build_optimizer``), wraps the model the way fairseq's c10d backend

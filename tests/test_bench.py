@@ -1,4 +1,4 @@
-"""The benchmark (issue 8): its --quick run works end to end, and its memory meter measures what it claims.
+"""The benchmark: its --quick run works end to end, and its memory meter measures what it claims.
 
 Nothing here asserts anything about timing: the machine is shared.
 """
@@ -73,7 +73,7 @@ def test_quick_benchmark_writes_table_json_and_plot(tmp_path):
         assert d["allreduce_rounds_per_update"] == [1.0], name
 
     table = (out / "results.md").read_text()
-    assert "| fp32 | 32 | freelb-2 | 2 |" in table and "## Targets (issue 8)" in table
+    assert "| fp32 | 32 | freelb-2 | 2 |" in table and "## Targets" in table
     assert "| fp32 | 32 | hf trainer: freelb-2 | 2 |" in table and "| fp32 | 32 | hf official-style loop: freelb-2 | 2 |" in table
     assert "met: `yes` when the measured value is within the target" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

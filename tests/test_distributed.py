@@ -1,4 +1,4 @@
-"""Multi-worker training (issue 3, section 3): the hook inside DDP.
+"""Multi-worker training: the hook inside DDP.
 
 Fast (in-process): a fake DDP wrapper with a real ``no_sync`` counts the
 synchronising passes of each update for every method and ``--update-freq``

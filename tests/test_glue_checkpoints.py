@@ -1,4 +1,4 @@
-"""Label names travel with each checkpoint and are checked against the task (issue 12, item 1)."""
+"""Label names travel with each checkpoint and are checked against the task."""
 
 from types import SimpleNamespace
 

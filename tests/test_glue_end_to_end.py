@@ -213,7 +213,7 @@ def test_submission_zip_is_complete_and_correct(trained, report, glue_bin, tmp_p
 
 
 def test_checkpoints_carry_their_label_names_and_are_checked(trained, glue_bin, tmp_path):
-    """Issue 12 item 1: re-preprocessing cannot change what a checkpoint predicts; a wrong task's is refused."""
+    """Re-preprocessing cannot change what a checkpoint predicts; a wrong task's is refused."""
     import shutil
 
     import torch

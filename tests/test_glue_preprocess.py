@@ -190,7 +190,7 @@ def test_cli_reports_bad_row_as_one_line(tmp_path, bpe_files, capsys):
     assert not (tmp_path / "bin" / "RTE-bin").exists()  # nothing is written before every file is read
 
 
-# --------------------------------------------------------------------------- issue 12, items 1, 2, 4, 5
+# --------------------------------------------------------------------------- label order, truncation, atomic folders, missing splits
 
 
 def _preprocess(src, out, bpe_files, srcdict, *extra):
@@ -209,7 +209,7 @@ def _relabel_train(path: Path, label: str, every: int = 1):
 
 
 def test_label_order_is_glue_order_whatever_the_label_counts(tmp_path, bpe_files):
-    """Item 1: re-preprocessing after the label balance changes must not reorder label/dict.txt."""
+    """Re-preprocessing after the label balance changes must not reorder label/dict.txt."""
     src = tmp_path / "glue_data"
     make_glue_dir(src)
     srcdict = build_srcdict(src, *bpe_files, tmp_path / "dict.txt")
@@ -225,7 +225,7 @@ def test_label_order_is_glue_order_whatever_the_label_counts(tmp_path, bpe_files
 
 
 def test_long_pairs_keep_both_sentences_and_cuts_are_counted(tmp_path, bpe_files, capsys):
-    """Item 2: longest-first truncation at preprocessing; fairseq's truncate dropped the hypothesis."""
+    """Longest-first truncation at preprocessing; fairseq's truncate dropped the hypothesis."""
     from fairseq_freelb.glue.binarize import fit_to_length
 
     assert fit_to_length([list(range(50)), list(range(6))], 20) == ([list(range(14)), list(range(6))], True)
@@ -264,7 +264,7 @@ def test_empty_test_file_is_one_line_naming_it(tmp_path, bpe_files, content, cap
 
 
 def test_failed_run_keeps_the_previous_good_bin(tmp_path, bpe_files, monkeypatch):
-    """Item 5: <TASK>-bin is built aside and swapped in only when complete."""
+    """<TASK>-bin is built aside and swapped in only when complete."""
     from fairseq_freelb.glue import binarize as B
 
     src = tmp_path / "glue_data"
@@ -335,7 +335,7 @@ def test_default_processes_the_tasks_present_and_lists_the_absent(tmp_path, bpe_
 
 
 def test_mnli_without_the_diagnostic_set_says_what_is_missing(tmp_path, bpe_files, caplog):
-    """Item 4 (preprocessing half): a plain message, and meta.json records the missing split."""
+    """A missing split (preprocessing half): a plain message, and meta.json records the missing split."""
     src = tmp_path / "glue_data"
     make_glue_dir(src, n_train=12, n_dev=6, n_test=4)
     (src / "diagnostic" / "diagnostic.tsv").unlink()

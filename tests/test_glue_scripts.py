@@ -10,7 +10,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "roberta_glue"
 
 # fairseq's RoBERTa GLUE recipe, the FreeLB paper's Table 7 and the official FreeLB launch scripts'
-# random start and learning rate (issue 12, item 23), copied from the issues.
+# random start and learning rate, copied from the official launch scripts.
 #        script: (task, classes, recipe lr, bsz, updates, warmup, epsilon, alpha, m, official init-mag, official lr)
 TABLE = {
     "mnli": ("MNLI", 3, "1e-5", 32, 123873, 7432, "0.2", "0.1", 2, "0.1", "1e-5"),
@@ -83,7 +83,7 @@ def test_scripts_use_the_recipe_and_table7(script, tmp_path):
 @pytest.mark.parametrize("script", sorted(TABLE) + ["wnli"])
 @pytest.mark.parametrize("smoke", ["0", "1"])
 def test_every_script_validates_on_every_example(script, smoke, tmp_path):
-    """Issue 12 item 8: fairseq's default --required-batch-size-multiple 8 drops the last partial batch of
+    """fairseq's default --required-batch-size-multiple 8 drops the last partial batch of
     each split; and fairseq's --shorten-method truncate would cut the second sentence of long pairs."""
     proc = dry_run(script, tmp_path, SMOKE=smoke)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""Submission building and checking (issue 12, items 3, 4, 6, 7): atomic, exact, CRLF judged alike.
+"""Submission building and checking: atomic, exact, CRLF judged alike.
 
 The glue-bin here holds only what the submission code reads: ``<TASK>-bin/index/<split>.index``
 (the test ids preprocessing writes) and MNLI's meta.json.
@@ -39,7 +39,7 @@ def _rte_file(line_end="\n") -> bytes:
 
 @pytest.mark.parametrize("line_end", ["\n", "\r\n"])
 def test_crlf_is_judged_the_same_in_a_folder_and_a_zip(tmp_path, line_end):
-    """Item 6: a CRLF file passed as a folder but failed inside a zip."""
+    """A CRLF file passed as a folder but failed inside a zip."""
     glue_bin = _glue_bin(tmp_path / "glue-bin")
     folder = tmp_path / "sub"
     folder.mkdir()
@@ -56,7 +56,7 @@ def test_crlf_is_judged_the_same_in_a_folder_and_a_zip(tmp_path, line_end):
 
 
 def test_missing_checkpoint_creates_nothing(tmp_path, capsys):
-    """Item 3: a nonexistent checkpoint path created an empty --out."""
+    """A nonexistent checkpoint path created an empty --out."""
     glue_bin = _glue_bin(tmp_path / "glue-bin")
     out = tmp_path / "submission"
     rc = run_command(S.PROG, S.main, ["--glue-bin", str(glue_bin), "--out", str(out), "--allow-missing",
@@ -91,7 +91,7 @@ def _writes(files_and_text):
 
 def test_zip_holds_exactly_this_runs_files_and_a_failed_build_leaves_the_old_one(tmp_path, monkeypatch,
                                                                                 unchecked_checkpoints):
-    """Item 3: stale files from an earlier run went into the zip; a failed build mixed old and new files."""
+    """Stale files from an earlier run went into the zip; a failed build mixed old and new files."""
     glue_bin = _glue_bin(tmp_path / "glue-bin")
     out, zip_path = tmp_path / "submission", tmp_path / "submission.zip"
     out.mkdir()
@@ -116,7 +116,7 @@ def test_zip_holds_exactly_this_runs_files_and_a_failed_build_leaves_the_old_one
 
 
 def test_mnli_without_the_diagnostic_set_agrees_with_preprocessing(tmp_path, capsys, unchecked_checkpoints):
-    """Item 4: without test_ax, MNLI-m/mm are submitted under --allow-missing and AX's absence is explained."""
+    """Without test_ax, MNLI-m/mm are submitted under --allow-missing and AX's absence is explained."""
     glue_bin = _glue_bin(tmp_path / "glue-bin", ax=False)
     ckpt = _fake_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"AX.tsv: .*MNLI-bin has no test_ax split.*--ax-file.*--allow-missing"):
@@ -127,7 +127,7 @@ def test_mnli_without_the_diagnostic_set_agrees_with_preprocessing(tmp_path, cap
 
 
 def test_predict_is_a_documented_command():
-    """Item 7: `python -m fairseq_freelb.glue.predict --help` printed nothing and exited 0."""
+    """`python -m fairseq_freelb.glue.predict --help` printed nothing and exited 0."""
     proc = subprocess.run([sys.executable, "-m", "fairseq_freelb.glue.predict", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m fairseq_freelb.glue.predict")
     assert "--checkpoint" in proc.stdout and "--out" in proc.stdout and "--trust-label-dict" in proc.stdout

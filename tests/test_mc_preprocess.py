@@ -33,7 +33,7 @@ def _snapshot(folder: Path):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-# --------------------------------------------------------------------------- item 9: missing answerKey
+# --------------------------------------------------------------------------- missing answerKey
 
 
 @pytest.mark.parametrize("split", ["train", "valid"])
@@ -62,7 +62,7 @@ def test_extra_split_may_be_unlabelled_but_not_partly(tmp_path, capsys):
     assert code == 1 and f"{test}:1: no answerKey, but other questions of split 'test' have one" in err
 
 
-# --------------------------------------------------------------------------- item 10: all splits or none
+# --------------------------------------------------------------------------- all splits or none
 
 
 def test_failed_run_leaves_no_output_in_a_new_destdir(tmp_path, capsys):
@@ -121,7 +121,7 @@ def test_a_folder_not_written_by_preprocess_is_not_replaced(tmp_path, capsys):
     assert os.listdir(dest) == ["notes.txt"]
 
 
-# --------------------------------------------------------------------------- item 11: JSON error columns
+# --------------------------------------------------------------------------- JSON error columns
 
 
 END = '{"id": "x", "question": {"stem": "s", "choices": ['
@@ -162,7 +162,7 @@ def test_race_file_error_column_is_on_the_last_line(tmp_path):
     assert str(err.value).startswith(f"{bad}:1: malformed JSON (") and f"column {length + 1})" in str(err.value)
 
 
-# --------------------------------------------------------------------------- item 12: OpenBookQA layout
+# --------------------------------------------------------------------------- OpenBookQA layout
 
 
 def test_openbookqa_official_layout_gets_meaningful_source_names(tmp_path):

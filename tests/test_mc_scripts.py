@@ -3,8 +3,8 @@
 Each training script prints its full ``fairseq-train`` command before running
 it; with ``FAIRSEQ_TRAIN=true`` it prints and stops. The tests parse that
 command with fairseq's own parser and count, with fairseq's own batching, the
-questions validation would see (item 8), and compare the preprocessing length
-with the training one under SMOKE=1 (item 14).
+questions validation would see, and compare the preprocessing length
+with the training one under SMOKE=1.
 """
 
 import json

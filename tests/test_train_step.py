@@ -284,7 +284,7 @@ def test_a_stock_task_is_switched_once_and_keeps_its_class_lineage(sp_data):
     assert type(task) is cls and task.adversary is setup.criterion.adversary
 
 
-# --------------------------------------------------------------------------- FreeAT (issue 12, item 17)
+# --------------------------------------------------------------------------- FreeAT
 
 FREEAT = ["--adv-method", "freeat", "--adv-steps", "2", "--adv-lr", "0.1", "--adv-init-mag", "0.1"]
 
@@ -335,7 +335,7 @@ def test_freeat_warm_up_batches_take_plain_steps(sp_data):
     assert [log["freeat_replay"] for log in logs[1:]] == [1, 2, 1, 2, 1, 2]
 
 
-# --------------------------------------------------------------------------- bf16 autocast (issue 11, section 3)
+# --------------------------------------------------------------------------- bf16 autocast
 
 
 def _amp_setup(sp_data, extra):
@@ -404,7 +404,7 @@ def test_amp_dtype_rejects_unknown_values_in_one_line(sp_data):
         build(sp_data(), ["--amp", "--amp-dtype", "fp8"])
 
 
-# --------------------------------------------------------------------------- batches cover every example (issue 12, item 8)
+# --------------------------------------------------------------------------- batches cover every example
 
 
 def test_batches_that_would_drop_examples_are_refused(tmp_path):
