@@ -326,13 +326,13 @@ def test_failed_verification_leaves_out_dir_as_it_was(bert, tmp_path, capsys, mo
     shutil.copytree(bert["out"], out)
     before = snapshot(out)
 
-    # A weight mapped wrong: one LayerNorm bias off by 1e-3.
+    # A weight mapped wrong: one LayerNorm bias off by 0.01.
     build = folder.build_hf_model
 
     def wrong_weight(*args):
         model, name = build(*args)
         with torch.no_grad():
-            model.bert.encoder.layer[1].output.LayerNorm.bias[0] += 1e-3
+            model.bert.encoder.layer[1].output.LayerNorm.bias[0] += 0.01
         return model, name
 
     monkeypatch.setattr(folder, "build_hf_model", wrong_weight)

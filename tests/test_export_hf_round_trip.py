@@ -173,6 +173,7 @@ def test_pair_task_round_trip_and_stock_fairseq(trained, tmp_path):
     assert len(texts) == len(fairseq_labels) == 100
     hf_labels = pipeline_labels(out, texts)
     assert hf_labels == fairseq_labels
+    assert set(fairseq_labels) == {"entailment", "not_entailment"}  # both labels predicted: the comparison means something
 
     ours = fairseq_test_logits(rte["checkpoint"], rte["data"])
     theirs = hf_logits(out, texts)
@@ -186,7 +187,10 @@ def test_pair_task_round_trip_and_stock_fairseq(trained, tmp_path):
     # Stock fairseq, no plugin: the --fairseq folder alone.
     got = stock_predictions(stock, [list(t) for t in texts], tmp_path)
     stock_diff = float(np.abs(ours - np.array([logits for _, logits in got])).max())
-    print(f"stock fairseq (rescaled LayerNorms), 100 pairs: max |stock - plugin| {stock_diff:.3g}")
+    print(f"stock fairseq (rescaled LayerNorms), 100 pairs: max |stock - plugin| {stock_diff:.3g}; labels equal "
+          f"{sum(label == f for (label, _), f in zip(got, fairseq_labels))}/100; export_hf.json (stock): "
+          f"{json.loads((stock / export_hf.METADATA_FILE).read_text())['verification']['max_abs_diff']:.3g}; "
+          f"export_hf.json (transformers): {meta['verification']['max_abs_diff']:.3g}")
     assert [label for label, _ in got] == fairseq_labels
     assert stock_diff <= 1e-5
 
@@ -208,6 +212,7 @@ def test_single_sentence_round_trip(trained, tmp_path):
     hf_labels = pipeline_labels(out, texts)
     assert len(hf_labels) == 100 and hf_labels == fairseq_labels
     diff = float(np.abs(fairseq_test_logits(sst["checkpoint"], sst["data"]) - hf_logits(out, texts)).max())
-    print(f"\nSST-2-format reviews, 100: max |fairseq - transformers| of the logits {diff:.3g}; "
-          f"export_hf.json: {meta['verification']['max_abs_diff']:.3g}")
+    print(f"\nSST-2-format reviews, 100: max |fairseq - transformers| of the logits {diff:.3g}; labels equal "
+          f"{sum(a == b for a, b in zip(hf_labels, fairseq_labels))}/100; predicted "
+          f"{dict(zip(*np.unique(fairseq_labels, return_counts=True)))}; export_hf.json: {meta['verification']['max_abs_diff']:.3g}")
     assert diff <= 1e-5
