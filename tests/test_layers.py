@@ -31,6 +31,7 @@ SIDEWAYS = {
     ("experiment", "glue"),
     ("experiment", "mc"),
     ("experiment", "convert_hf"),
+    ("export_hf", "convert_hf"),
     ("demo", "experiment"),
 }
 # Third-party packages core/ must not import: it is the part of the method that runs without fairseq.

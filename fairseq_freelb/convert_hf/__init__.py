@@ -39,9 +39,13 @@ only after verification passed, so a failed run leaves an earlier conversion unt
 :func:`load_converted` accepts only a folder whose ``convert_hf.json`` records a passed
 verification, and returns the model in eval mode.
 
+``train_args`` includes the BPE flags (``--bpe bert --bpe-vocab-file OUT_DIR/vocab.txt``), so
+every checkpoint fine-tuned from the folder records its tokenizer in ``cfg.bpe``.
+
 One job per module: :mod:`.reading` (the Hugging Face folder), :mod:`.vocabulary`
-(dictionary order, BPE files), :mod:`.mapping` (weights), :mod:`.writing` (model.pt),
-:mod:`.verification`, :mod:`.folder` (atomic output, reading it back), :mod:`.command`.
+(dictionary order, BPE files and flags), :mod:`.mapping` (weights), :mod:`.writing` (model.pt),
+:mod:`.verification`, :mod:`.staging` (an output folder built aside and swapped in, shared with
+``export_hf``), :mod:`.folder` (atomic output, reading it back), :mod:`.command`.
 """
 
 from fairseq_freelb.convert_hf.command import main, run

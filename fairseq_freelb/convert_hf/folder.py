@@ -10,17 +10,16 @@ survives). ``load_converted`` and ``train_args`` accept only a folder whose
 
 import json
 import logging
-import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import List
 
 from fairseq_freelb import checkpoint
 from fairseq_freelb.convert_hf.mapping import convert
 from fairseq_freelb.convert_hf.reading import ConversionError, read_hf_folder, read_json
+from fairseq_freelb.convert_hf.staging import check_replaceable, make_staging, swap_into_place
 from fairseq_freelb.convert_hf.verification import METADATA_FILE, verify
-from fairseq_freelb.convert_hf.vocabulary import bpe_files, bpe_paths
+from fairseq_freelb.convert_hf.vocabulary import bpe_files, bpe_flags, bpe_paths
 from fairseq_freelb.convert_hf.writing import write_output
 
 logger = logging.getLogger("fairseq_freelb.convert_hf")
@@ -29,52 +28,10 @@ logger = logging.getLogger("fairseq_freelb.convert_hf")
 OUTPUT_FILES = {"model.pt", "dict.txt", "vocab.txt", "encoder.json", "vocab.bpe", METADATA_FILE}
 
 
-def _check_replaceable(out_dir: Path) -> None:
-    """Refuse an ``OUT_DIR`` that is a file, or a folder holding files a conversion did not write."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConversionError(f"{out_dir}: exists and is not a folder; give a new or empty folder as OUT_DIR")
-    if out_dir.is_dir():
-        others = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUT_FILES)
-        if others:
-            raise ConversionError(
-                f"{out_dir}: holds files a conversion does not write ({', '.join(others[:5])}); "
-                "give a new or empty folder as OUT_DIR"
-            )
-
-
-def _make_staging(out_dir: Path) -> Path:
-    """A fresh temporary folder next to ``out_dir`` (same file system, so the final move is a rename)."""
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        # mkdir, not tempfile.mkdtemp: the folder keeps the user's umask (mkdtemp's is 0700).
-        staging = parent / f".{out_dir.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        staging.mkdir()
-        return staging
-    except OSError as exc:
-        raise ConversionError(f"{parent}: cannot create the output folder here ({exc.strerror})") from None
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` (absent, empty, or an earlier conversion) by ``staging``."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-        os.replace(out_dir, old)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def convert_folder(hf_dir, out_dir, tolerance: float = 1e-4, check: bool = True) -> dict:
     """Convert, write aside, verify, move into ``out_dir``; returns the metadata of ``OUT_DIR/convert_hf.json``."""
     out_dir = Path(out_dir).resolve()
-    _check_replaceable(out_dir)
+    check_replaceable(out_dir, OUTPUT_FILES, "a conversion", ConversionError)
     ckpt = read_hf_folder(hf_dir)
     logger.info(f"{ckpt.folder}: {ckpt.config['model_type']} from {ckpt.weights_file}, {len(ckpt.tokens)} tokens")
     conversion = convert(ckpt)
@@ -89,7 +46,7 @@ def convert_folder(hf_dir, out_dir, tolerance: float = 1e-4, check: bool = True)
         "notes": conversion.notes,
         "verified": False,
     }
-    staging = _make_staging(out_dir)
+    staging = make_staging(out_dir, ConversionError)
     try:
         write_output(ckpt, conversion, staging, final_dir=out_dir)
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -101,7 +58,7 @@ def convert_folder(hf_dir, out_dir, tolerance: float = 1e-4, check: bool = True)
             meta.update(verified=True, max_abs_diff=diff, tolerance=tolerance)
             logger.info(f"verified: max |fairseq - transformers| of the final hidden states = {diff:.3g} (<= {tolerance:g})")
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        _swap_into_place(staging, out_dir)
+        swap_into_place(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -148,8 +105,8 @@ def load_converted(out_dir, allow_unverified: bool = False, **kwargs):
 
 
 def train_args(out_dir, allow_unverified: bool = False) -> List[str]:
-    """The ``fairseq-train`` flags that rebuild the converted architecture (plus ``--restore-file``)."""
+    """The ``fairseq-train`` flags that rebuild the converted architecture, name its BPE, and ``--restore-file``."""
     out_dir = Path(out_dir).resolve()
     meta = read_verified(out_dir, allow_unverified)
-    return [*meta["fairseq_args"], "--restore-file", str(out_dir / "model.pt"),
+    return [*meta["fairseq_args"], *bpe_flags(out_dir, meta["bpe"]), "--restore-file", str(out_dir / "model.pt"),
             "--reset-optimizer", "--reset-dataloader", "--reset-meters"]

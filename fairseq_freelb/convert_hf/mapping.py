@@ -14,6 +14,20 @@ from fairseq_freelb.convert_hf.vocabulary import FAIRSEQ_PADDING_IDX, fairseq_vo
 from fairseq_freelb.adapters.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
 
 
+# One encoder layer: Hugging Face BERT/RoBERTa module (under ``encoder.layer.<i>.``) -> fairseq
+# module (under ``encoder.sentence_encoder.layers.<i>.``); each has a weight and a bias.
+LAYER_MAP = {
+    "attention.self.query": "self_attn.q_proj",
+    "attention.self.key": "self_attn.k_proj",
+    "attention.self.value": "self_attn.v_proj",
+    "attention.output.dense": "self_attn.out_proj",
+    "attention.output.LayerNorm": "self_attn_layer_norm",
+    "intermediate.dense": "fc1",
+    "output.dense": "fc2",
+    "output.LayerNorm": "final_layer_norm",
+}
+
+
 @dataclass
 class Conversion:
     """The converted model, before it is written."""
@@ -90,18 +104,8 @@ def convert(ckpt: HFCheckpoint) -> Conversion:
         # fairseq ties the masked-LM output projection to the token embeddings.
         "encoder.lm_head.weight": tokens,
     }
-    layer_map = {
-        "attention.self.query": "self_attn.q_proj",
-        "attention.self.key": "self_attn.k_proj",
-        "attention.self.value": "self_attn.v_proj",
-        "attention.output.dense": "self_attn.out_proj",
-        "attention.output.LayerNorm": "self_attn_layer_norm",
-        "intermediate.dense": "fc1",
-        "output.dense": "fc2",
-        "output.LayerNorm": "final_layer_norm",
-    }
     for i in range(cfg["num_hidden_layers"]):
-        for src, dst in layer_map.items():
+        for src, dst in LAYER_MAP.items():
             for param in ("weight", "bias"):
                 out[f"{enc}layers.{i}.{dst}.{param}"] = _require(hf, f"encoder.layer.{i}.{src}.{param}", folder)
     extra_layers = sorted({k.split(".")[2] for k in hf if k.startswith("encoder.layer.")}, key=int)

@@ -156,6 +156,16 @@ def _special_tokens(folder: Path, defaults: Dict[str, str]) -> Dict[str, str]:
     return {symbol: found.get(symbol, default) for symbol, default in defaults.items()}
 
 
+def read_wordpiece_vocab(vocab_path: Path) -> List[str]:
+    """The tokens of a WordPiece ``vocab.txt``, indexed by token id."""
+    # split("\n"), not splitlines(): WordPiece vocabularies may hold characters such as
+    # U+0085 or U+2028 that splitlines() would treat as line breaks.
+    tokens = vocab_path.read_text(encoding="utf-8").split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    return [t[:-1] if t.endswith("\r") else t for t in tokens]
+
+
 def read_hf_folder(folder) -> HFCheckpoint:
     """Config, weights and tokenizer vocabulary of a Hugging Face folder (refusing what cannot be mapped)."""
     folder = Path(folder)
@@ -172,12 +182,7 @@ def read_hf_folder(folder) -> HFCheckpoint:
         vocab_path = folder / "vocab.txt"
         if not vocab_path.exists():
             raise ConversionError(f"{vocab_path}: missing (BERT checkpoints need their WordPiece vocab.txt)")
-        # split("\n"), not splitlines(): WordPiece vocabularies may hold characters such as
-        # U+0085 or U+2028 that splitlines() would treat as line breaks.
-        tokens = vocab_path.read_text(encoding="utf-8").split("\n")
-        if tokens and tokens[-1] == "":
-            tokens.pop()
-        tokens = [t[:-1] if t.endswith("\r") else t for t in tokens]
+        tokens = read_wordpiece_vocab(vocab_path)
         specials = _special_tokens(
             folder, {"<s>": "[CLS]", "</s>": "[SEP]", "<pad>": "[PAD]", "<unk>": "[UNK]", "<mask>": "[MASK]"}
         )

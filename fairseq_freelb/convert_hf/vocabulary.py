@@ -66,6 +66,23 @@ def bpe_paths(out_dir: Path, bpe_args: Dict[str, object]) -> Dict[str, object]:
     return resolved
 
 
+def bpe_flags(out_dir: Path, bpe_args: Dict[str, object]) -> List[str]:
+    """``--bpe bert --bpe-vocab-file OUT_DIR/vocab.txt`` (or the GPT-2 pair): the BPE as fairseq flags.
+
+    Given to ``fairseq-train``, they are saved in every checkpoint's ``cfg.bpe``, so a
+    fine-tuned checkpoint names its tokenizer: ``RobertaModel.from_pretrained`` then
+    encodes text with it (without them it falls back to GPT-2 from the internet), and
+    ``python -m fairseq_freelb.export_hf`` finds the vocabulary to export.
+    """
+    settings = bpe_paths(out_dir, bpe_args)
+    flags = ["--bpe", str(settings.pop("bpe"))]
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags += [flag] if value else []
+        else:
+            flags += [flag, str(value)]
+    return flags
 
 
 def write_vocabulary(ckpt: HFCheckpoint, symbols: List[str], out_dir: Path) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from fairseq_freelb.convert_hf.mapping import Conversion
 from fairseq_freelb.convert_hf.reading import ConversionError, HFCheckpoint
-from fairseq_freelb.convert_hf.vocabulary import bpe_paths, write_vocabulary
+from fairseq_freelb.convert_hf.vocabulary import bpe_flags, write_vocabulary
 
 
 def _fairseq_cfg(out_dir: Path, conversion: Conversion) -> dict:
@@ -15,15 +15,8 @@ def _fairseq_cfg(out_dir: Path, conversion: Conversion) -> dict:
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from omegaconf import OmegaConf
 
-    bpe = bpe_paths(out_dir, conversion.bpe_args)
     argv = [str(out_dir), "--task", "masked_lm", "--criterion", "masked_lm", *conversion.model_args, "--cpu"]
-    argv += ["--bpe", str(bpe.pop("bpe"))]
-    for key, value in bpe.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            argv += [flag] if value else []
-        else:
-            argv += [flag, str(value)]
+    argv += bpe_flags(out_dir, conversion.bpe_args)
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(parser, input_args=argv)
     cfg = convert_namespace_to_omegaconf(args)
