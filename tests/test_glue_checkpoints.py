@@ -21,12 +21,12 @@ def _data_bin(root, labels):
 def _adversarial_task(data, num_classes=2):
     from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
-    from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin, attach_adversary
+    from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin, attach_criterion
 
     cfg = SentencePredictionConfig(data=str(data), num_classes=num_classes, regression_target=False,
                                    classification_head_name="sentence_classification_head", seed=1)
     task = SentencePredictionTask.setup_task(cfg)
-    attach_adversary(task, SimpleNamespace(method="freelb"))
+    attach_criterion(task, SimpleNamespace(adversary=SimpleNamespace(method="freelb")))
     assert isinstance(task, AdversarialTrainingMixin)
     return task
 

@@ -262,6 +262,26 @@ def test_each_adv_method_runs_its_own_step(sp_data, method):
     assert ("freeat_replay" in log) == (method == "freeat")
 
 
+def test_each_criterion_on_one_task_steps_with_its_own_adversary(sp_data):
+    """Criteria built on one task (the benchmark builds one per method) each run their own --adv-method."""
+    import copy
+
+    from omegaconf import open_dict
+
+    setup = build(sp_data(), ["--adv-method", "freelb", "--adv-steps", "3", "--adv-lr", "0.1", "--adv-init-mag", "0.1"])
+    pgd_cfg = copy.deepcopy(setup.cfg.criterion)
+    with open_dict(pgd_cfg):
+        pgd_cfg.adv_method = "pgd"
+    pgd = setup.task.build_criterion(pgd_cfg)  # built last: the task's adversarial_criterion
+    assert setup.task.adversarial_criterion is pgd
+    for criterion, passes in ((setup.criterion, 3), (pgd, 4), (setup.criterion, 3)):
+        outputs, handle = record_head_outputs(setup.model)
+        setup.optimizer.zero_grad()
+        setup.task.train_step(setup.batch(8), setup.model, criterion, setup.optimizer, 0)
+        handle.remove()
+        assert len(outputs) == passes
+
+
 def test_importing_the_plugin_changes_no_global_handler():
     import subprocess
     import sys
@@ -274,14 +294,14 @@ def test_importing_the_plugin_changes_no_global_handler():
 def test_a_stock_task_is_switched_once_and_keeps_its_class_lineage(sp_data):
     from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
-    from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin, attach_adversary
+    from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin, attach_criterion
 
     setup = build(sp_data())
     task = setup.task
     cls = type(task)
     assert isinstance(task, SentencePredictionTask) and isinstance(task, AdversarialTrainingMixin)
-    attach_adversary(task, setup.criterion.adversary)  # a second criterion on the same task: no second swap
-    assert type(task) is cls and task.adversary is setup.criterion.adversary
+    attach_criterion(task, setup.criterion)  # a second criterion on the same task: no second swap
+    assert type(task) is cls and task.adversarial_criterion is setup.criterion
 
 
 # --------------------------------------------------------------------------- FreeAT

@@ -4,7 +4,8 @@ A subclass implements ``forward`` and ``adversarial_inputs(sample)`` (and, if
 it needs to, ``adversarial_masks(sample, masks)``), the contract of
 :mod:`fairseq_freelb.core.contract`. Constructing it validates the
 ``--adv-*`` flags against fairseq's settings, builds ``self.adversary``
-(and the guard against a missing ``--restore-file``) and attaches it to the task (:func:`~fairseq_freelb.adapters.task_mixin.attach_adversary`).
+(and the guard against a missing ``--restore-file``) and attaches itself to
+the task (:func:`~fairseq_freelb.adapters.task_mixin.attach_criterion`).
 """
 
 from typing import List
@@ -15,7 +16,7 @@ from torch import Tensor
 from fairseq_freelb.adapters import runtime
 from fairseq_freelb.adapters.config import RestoreFileGuard, adversary_settings
 from fairseq_freelb.adapters.run_context import validate_run_context
-from fairseq_freelb.adapters.task_mixin import attach_adversary
+from fairseq_freelb.adapters.task_mixin import attach_criterion
 from fairseq_freelb.core.adversary import Adversary
 from fairseq_freelb.core.errors import AdversarialConfigError
 
@@ -39,7 +40,7 @@ class AdversarialCriterionBase(FairseqCriterion):
 
     def attach_to_task(self) -> None:
         """Give the task this criterion's adversarial step (call at the end of the subclass's ``__init__``)."""
-        attach_adversary(self.task, self.adversary, self.restore_file_guard)
+        attach_criterion(self.task, self)
 
     def adversarial_inputs(self, sample) -> List[dict]:
         raise NotImplementedError

@@ -5,7 +5,7 @@ delta from one replay to the next (:mod:`fairseq_freelb.core.freeat`). fairseq
 draws one batch per update from the task's epoch iterator, so the replay is an
 iterator: :class:`FreeATReplay`, mixed into the plugin's tasks, wraps the
 batch iterator of ``--adv-train-subset`` in a :class:`ReplayEpochBatchIterator`
-when the task's adversary runs ``--adv-method freeat``.
+when the adversary of the task's criterion runs ``--adv-method freeat``.
 """
 
 from typing import List
@@ -20,7 +20,7 @@ class FreeATReplay:
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         itr = super().get_batch_iterator(dataset, *args, **kwargs)
-        adversary = getattr(self, "adversary", None)
+        adversary = getattr(getattr(self, "adversarial_criterion", None), "adversary", None)
         if adversary is None or adversary.freeat is None:
             return itr
         if dataset is not getattr(self, "datasets", {}).get(adversary.settings.train_subset):

@@ -12,13 +12,13 @@ from fairseq_freelb.core.errors import AdversarialConfigError
 
 
 class RestoreFileGuardHook:
-    """Task mixin: the restore-file guard (:class:`fairseq_freelb.adapters.config.RestoreFileGuard`) checks
-    when the training split is first batched."""
+    """Task mixin: the adversarial criterion's restore-file guard
+    (:class:`fairseq_freelb.adapters.config.RestoreFileGuard`) checks when the training split is first batched."""
 
-    restore_file_guard = None
+    adversarial_criterion = None  # set by adapters.task_mixin.attach_criterion
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
-        guard = self.restore_file_guard
+        guard = getattr(self.adversarial_criterion, "restore_file_guard", None)
         if guard is not None and dataset is getattr(self, "datasets", {}).get(guard.train_subset):
             guard.check()  # before fairseq starts any iterator thread or training step
         return super().get_batch_iterator(dataset, *args, **kwargs)
