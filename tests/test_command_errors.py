@@ -60,7 +60,7 @@ def test_glue_predict_and_evaluate_name_the_task_problem(tmp_path, capsys):
     unnamed.mkdir()
     argv = ["--data-bin", unnamed, "--checkpoint", tmp_path / "a.pt", "--out", tmp_path / "a.tsv"]
     assert one_line(capsys, predict.PROG, predict.main, argv) == (
-        f"{unnamed}: cannot tell the GLUE task (no meta.json); pass --task")
+        f"{unnamed}: cannot tell the GLUE task (no meta.json naming one); pass --task")
     assert one_line(capsys, predict.PROG, predict.main, argv + ["--task", "XYZ"]) == (
         f"unknown GLUE task 'XYZ'; known: {GLUE_TASKS}")
     rte = tmp_path / "RTE-bin"
