@@ -85,10 +85,13 @@ def plan(glue_bin: Path, checkpoints: Dict[str, List[str]], allow_missing: bool,
     files = []
     for task_name in checkpoints:
         task = get_task(task_name)
-        data_bin = formulations.data_folder(glue_bin, task, formulations.formulation_of(task, checkpoints[task_name]))
+        formulation = formulations.formulation_of(task, checkpoints[task_name])
+        data_bin = formulations.data_folder(glue_bin, task, formulation)
         if not data_bin.is_dir():
             raise FileNotFoundError(f"{data_bin}: no such folder (preprocess {task.name} first)")
-        for path in checkpoints[task_name]:
+        # QNLI ranking and WNLI through WSC checkpoints are checked by their own loaders (training task,
+        # formulation, dictionary) before anything of theirs is predicted; they carry no sentence-prediction record.
+        for path in checkpoints[task_name] if formulation is None else ():
             check_checkpoint_file(path, task, data_bin, trust_old=trust_label_dict)
         for filename, split in task.submission_files.items():
             if (data_bin / "index" / f"{split}.index").is_file():
