@@ -9,7 +9,9 @@ predictions, evaluation JSON, the GLUE submission) goes through these helpers:
   not read it. :func:`make_temp_dir` and :func:`make_temp_file` give them the
   mode ``mkdir``/``open`` would have given (0777/0666 minus the umask).
 * **Aside, then moved.** :func:`written_aside` yields a temporary path beside the
-  output and replaces the output with it only when the block succeeds.
+  output and replaces the output with it only when the block succeeds;
+  :func:`build_folder_aside` does the same for a folder, and
+  :func:`swap_into_place` moves a finished folder over an earlier one.
 * **One writer.** :func:`output_lock` holds an exclusive ``flock`` on the file
   ``.<name>.lock`` beside the output (removed when the run ends); a second run
   into the same output stops in one line. While the lock is held, :func:`remove_leftovers` deletes the
@@ -29,11 +31,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Sequence, Union
+from typing import Callable, Iterator, List, Sequence, TypeVar, Union
 
 from fairseq_freelb.commands import CommandError
 
 PathLike = Union[str, os.PathLike]
+T = TypeVar("T")
 
 # errno -> the plain words of the one-line error.
 WRITE_ERRORS = {
@@ -112,6 +115,40 @@ def written_aside(path: PathLike) -> Iterator[Path]:
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+def swap_into_place(new: PathLike, dest: PathLike) -> None:
+    """``new`` becomes ``dest``; an earlier ``dest`` (folder, file or link) is moved aside first and then removed.
+
+    The aside name ``.<dest>.<pid>.old`` is one :func:`remove_leftovers` deletes
+    if this run is killed between the two moves.
+    """
+    new, dest = Path(new), Path(dest)
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+
+
+def build_folder_aside(dest: PathLike, build: Callable[[Path], T]) -> T:
+    """``build(folder)`` on a new folder beside ``dest`` (umask mode), which then becomes ``dest``.
+
+    On any failure the new folder is removed and ``dest`` is untouched.
+    Returns what ``build`` returned.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    building = make_temp_dir(dest.parent, prefix=f".{dest.name}.", suffix=".building")
+    try:
+        result = build(building)
+        swap_into_place(building, dest)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return result
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

@@ -28,6 +28,7 @@ FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources", "output_file
 SIDEWAYS = {
     ("glue", "mc"),
     ("glue", "wsc"),
+    ("wsc", "mc"),
     ("experiment", "glue"),
     ("experiment", "mc"),
     ("experiment", "convert_hf"),

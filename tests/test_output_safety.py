@@ -219,7 +219,7 @@ def test_a_zip_inside_the_output_folder_and_a_kill_before_the_swap(glue, tmp_pat
     def killed(new, dest):
         raise KeyboardInterrupt  # as a kill at the last moment
 
-    monkeypatch.setattr(S, "_swap_into_place", killed)
+    monkeypatch.setattr(S, "swap_into_place", killed)
     fake_predictions.label = "0"
     with pytest.raises(KeyboardInterrupt):
         S.build(out=out, zip_path=out / "upload.zip", **build)

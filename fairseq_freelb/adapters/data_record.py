@@ -12,7 +12,7 @@ adversarial task mixin adds :func:`sentence_prediction_record`:
 - ``dictionary_size`` and ``dictionary_sha1``: :func:`dictionary_fingerprint`
   of the token dictionary (``input0/dict.txt`` plus the ``<mask>`` fairseq adds).
 
-The multiple-choice task records the same fingerprint under ``mc_`` keys.
+The multiple-choice and WSC tasks record the same fingerprint under ``mc_`` and ``wsc_`` keys.
 Loading the task state (``task.load_state_dict``, which fairseq calls before it
 loads the weights) refuses a fingerprint that is not the data's
 (:func:`check_dictionary`): same-size dictionaries in another order would map

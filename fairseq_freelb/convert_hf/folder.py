@@ -10,14 +10,13 @@ survives). ``load_converted`` and ``train_args`` accept only a folder whose
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import List
 
 from fairseq_freelb import checkpoint
 from fairseq_freelb.convert_hf.mapping import convert
 from fairseq_freelb.convert_hf.reading import ConversionError, read_hf_folder, read_json
-from fairseq_freelb.convert_hf.staging import check_replaceable, make_staging, swap_into_place
+from fairseq_freelb.convert_hf.staging import check_replaceable, staged_folder
 from fairseq_freelb.convert_hf.verification import METADATA_FILE, verify
 from fairseq_freelb.convert_hf.vocabulary import bpe_files, bpe_flags, bpe_paths
 from fairseq_freelb.convert_hf.writing import write_output
@@ -46,8 +45,7 @@ def convert_folder(hf_dir, out_dir, tolerance: float = 1e-4, check: bool = True)
         "notes": conversion.notes,
         "verified": False,
     }
-    staging = make_staging(out_dir, ConversionError)
-    try:
+    with staged_folder(out_dir, ConversionError) as staging:
         write_output(ckpt, conversion, staging, final_dir=out_dir)
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if check:
@@ -58,10 +56,6 @@ def convert_folder(hf_dir, out_dir, tolerance: float = 1e-4, check: bool = True)
             meta.update(verified=True, max_abs_diff=diff, tolerance=tolerance)
             logger.info(f"verified: max |fairseq - transformers| of the final hidden states = {diff:.3g} (<= {tolerance:g})")
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        swap_into_place(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return meta
 
 

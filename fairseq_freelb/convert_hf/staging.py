@@ -6,11 +6,12 @@ that fails at any point deletes its temporary folder and leaves ``OUT_DIR`` as i
 An existing ``OUT_DIR`` is replaced only when it holds nothing but files such a run writes.
 """
 
+import contextlib
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Collection, Type
+from typing import Collection, Iterator, Type
 
 
 def check_replaceable(out_dir: Path, known_files: Collection[str], what: str, error: Type[Exception]) -> None:
@@ -53,3 +54,18 @@ def swap_into_place(staging: Path, out_dir: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: Path, error: Type[Exception]) -> Iterator[Path]:
+    """A staging folder (:func:`make_staging`) that replaces ``out_dir`` when the block succeeds.
+
+    Whatever happens, the staging folder is gone afterwards: moved into place, or deleted.
+    """
+    staging = make_staging(out_dir, error)
+    try:
+        yield staging
+        swap_into_place(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

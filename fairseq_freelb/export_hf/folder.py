@@ -9,11 +9,10 @@ records the comparison in ``export_hf.json``, and only then swaps the folder in
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import List, Optional
 
-from fairseq_freelb.convert_hf.staging import check_replaceable, make_staging, swap_into_place
+from fairseq_freelb.convert_hf.staging import check_replaceable, staged_folder
 from fairseq_freelb.export_hf.source import CLASSIFICATION, ExportError, FineTuned, build_fairseq, read_checkpoint
 from fairseq_freelb.export_hf.tokenizer_files import template, write_tokenizer
 from fairseq_freelb.export_hf.verification import verify
@@ -82,8 +81,7 @@ def export_folder(checkpoint, out_dir, data: Optional[str] = None, tolerance: fl
         "input_layout": describe(fine_tuned, vocabulary, dictionary.eos()),
         "verified": False,
     }
-    staging = make_staging(out_dir, ExportError)
-    try:
+    with staged_folder(out_dir, ExportError) as staging:
         write_vocab_files(vocabulary, staging)
         write_tokenizer(vocabulary, fine_tuned.layout, dictionary.eos(), max_positions(fine_tuned), staging)
         model.save_pretrained(str(staging))
@@ -99,8 +97,4 @@ def export_folder(checkpoint, out_dir, data: Optional[str] = None, tolerance: fl
         unknown = sorted(p.name for p in staging.iterdir() if p.name not in OUTPUT_FILES)
         if unknown:  # a later transformers writing other files: keep OUTPUT_FILES complete
             raise ExportError(f"{out_dir}: transformers wrote files export_hf does not know ({', '.join(unknown)})")
-        swap_into_place(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return meta

@@ -38,7 +38,7 @@ from typing import Dict, Optional
 import torch
 
 from fairseq_freelb.adapters.roberta_hf import FAIRSEQ_LAYER_NORM_EPS
-from fairseq_freelb.convert_hf.staging import check_replaceable, make_staging, swap_into_place
+from fairseq_freelb.convert_hf.staging import check_replaceable, staged_folder
 from fairseq_freelb.convert_hf.vocabulary import bpe_flags
 from fairseq_freelb.export_hf.folder import METADATA_FILE, label_names
 from fairseq_freelb.export_hf.source import MULTIPLE_CHOICE, REGRESSION, ExportError, FineTuned, build_fairseq, read_checkpoint
@@ -196,8 +196,7 @@ def export_stock(checkpoint, out_dir, data: Optional[str] = None, tolerance: flo
     plugin_model, task = build_fairseq(fine_tuned)
     names = label_names(fine_tuned, task, trust_label_dict)
     vocabulary = map_vocabulary(fine_tuned, task.source_dictionary)
-    staging = make_staging(out_dir, ExportError)
-    try:
+    with staged_folder(out_dir, ExportError) as staging:
         meta = {"source": str(fine_tuned.path.resolve()), "for": "stock fairseq (RobertaModel.from_pretrained)",
                 "head": {"name": fine_tuned.head_name, "kind": fine_tuned.kind, "labels": names},
                 "layer_norm_eps": fine_tuned.layer_norm_eps}
@@ -209,8 +208,4 @@ def export_stock(checkpoint, out_dir, data: Optional[str] = None, tolerance: flo
                               f"{record['predicted_labels_equal']}; nothing was written to {out_dir}")
         meta.update(verified=True, verification={**record, "tolerance": tolerance})
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        swap_into_place(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return meta

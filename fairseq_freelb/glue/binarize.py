@@ -25,7 +25,7 @@ from typing import Dict, List, Sequence, Tuple
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.glue.benchmark_tasks import TRAIN, GlueTask
 from fairseq_freelb.glue.tsv import SplitRows
-from fairseq_freelb.output_files import make_temp_dir, naming_write_errors
+from fairseq_freelb.output_files import build_folder_aside, naming_write_errors
 
 logger = logging.getLogger("fairseq_freelb.glue.binarize")
 
@@ -197,26 +197,10 @@ def write_task(
     """Build ``<out>/<TASK>-bin`` aside, check it, move it into place; returns its ``meta.json`` content."""
     dest = out_dir / f"{task.name}-bin"
     with naming_write_errors(dest):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        building = make_temp_dir(out_dir, prefix=f".{task.name}-bin.", suffix=".building")
-        try:
-            meta = _build(task, splits, building, srcdict, bpe_files, workers, max_positions, missing_splits)
-            _swap_into_place(building, dest)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
+        meta = build_folder_aside(
+            dest, lambda building: _build(task, splits, building, srcdict, bpe_files, workers, max_positions, missing_splits))
     _print_summary(task, splits, meta, dest)
     return meta
-
-
-def _swap_into_place(new: Path, dest: Path) -> None:
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def _build(task, splits, dest, srcdict, bpe_files, workers, max_positions, missing_splits) -> Dict:

@@ -27,8 +27,6 @@ formulation's), as a command::
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -37,18 +35,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq import utils
 
-from fairseq_freelb.checkpoint import trained_task
 from fairseq_freelb.commands import CommandError, run_command
-from fairseq_freelb.glue.binarize import SPECIAL_TOKENS, _swap_into_place, binarize, binarized_size, bpe_encode, fit_to_length
+from fairseq_freelb.output_files import build_folder_aside
+from fairseq_freelb.glue.binarize import SPECIAL_TOKENS, binarize, binarized_size, bpe_encode, fit_to_length
 from fairseq_freelb.glue.qnli_ranking_data import (
     FORMULATION, Decisions, candidate_counts, choose_threshold, decide, describe_candidates, describe_decisions,
     needs_threshold, pair_up, question_groups,
 )
 from fairseq_freelb.glue.tsv import SplitRows
-from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.ensemble import load_task_ensemble
 from fairseq_freelb.glue.ranking_task import QNLIRankingTask, RankingCheckpointMismatch
 from fairseq_freelb.mc.scoring import choice_scores
 
@@ -71,18 +68,8 @@ def _fit_pair(question, first, second, budget) -> Tuple[list, list, list, bool]:
 def write_ranking_bin(splits: Dict[str, SplitRows], out_dir: Path, srcdict: Path, bpe_files, workers: int,
                       max_positions: int) -> Dict:
     """Build ``<out>/QNLI-ranking-bin`` aside from QNLI's rows, then move it into place; returns its meta.json."""
-    dest = out_dir / FOLDER
-    out_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".building", dir=out_dir))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(building, 0o777 & ~mask)  # mkdtemp's 0700 would otherwise become the folder's mode
-    try:
-        meta = _build(splits, building, srcdict, bpe_files, workers, max_positions)
-        _swap_into_place(building, dest)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+    meta = build_folder_aside(
+        out_dir / FOLDER, lambda building: _build(splits, building, srcdict, bpe_files, workers, max_positions))
     for line in meta["printed"]:
         print(line, flush=True)
     return meta
@@ -181,32 +168,14 @@ class RankingEnsemble:
 def load_ranking_ensemble(paths: Sequence[str], data_bin: Path, cpu: bool = False) -> RankingEnsemble:
     """Each checkpoint loaded on ``data_bin`` with one candidate per example (the per-row splits)."""
 
-
-    runtime.install()
-    models, task = [], None
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"checkpoint {path}: no such file")
-        name = trained_task(str(path))  # before fairseq builds that task on this folder
-        if name != "qnli_ranking":
-            raise CommandError(f"checkpoint {path}: trained with --task {name or '?'}, not qnli_ranking "
-                               "(examples/roberta_glue/qnli_ranking.sh): it is no QNLI-ranking model")
-        try:
-            (model,), cfg, task_k = checkpoint_utils.load_model_ensemble_and_task(
-                [str(path)], arg_overrides={"data": str(data_bin), "num_classes": 1})
-        except RankingCheckpointMismatch as exc:
-            raise CommandError(f"checkpoint {path}: {exc}") from None
-        if not isinstance(task_k, QNLIRankingTask):
-            raise CommandError(f"checkpoint {path}: built a {type(task_k).__name__}, not qnli_ranking's task")
+    def one_head(path: str, model) -> None:
         if len(getattr(model, "classification_heads", {})) != 1:
             raise CommandError(f"checkpoint {path}: expected one ranking head, found {list(model.classification_heads)}")
-        models.append(model)
-        task = task or task_k
-    use_cuda = torch.cuda.is_available() and not cpu
-    for model in models:
-        model.eval()
-        if use_cuda:
-            model.cuda()
+
+    models, task = load_task_ensemble(
+        paths, str(data_bin), "qnli_ranking", QNLIRankingTask,
+        "(examples/roberta_glue/qnli_ranking.sh): it is no QNLI-ranking model",
+        refused=(RankingCheckpointMismatch,), arg_overrides={"num_classes": 1}, check_model=one_head, cpu=cpu)
     return RankingEnsemble(models, task, [str(p) for p in paths])
 
 

@@ -57,6 +57,7 @@ from fairseq_freelb.output_files import (
     naming_write_errors,
     output_lock,
     remove_leftovers,
+    swap_into_place,
     written_aside,
 )
 
@@ -306,19 +307,8 @@ def build(glue_bin: Path, checkpoints: Dict[str, List[str]], out: Path, zip_path
                 shutil.copyfile(staged_zip, tmp)
             if staged_zip.parent == staging:
                 staged_zip.unlink()  # the folder keeps only the files; the zip lives at --zip
-        _swap_into_place(staging, out)
+        swap_into_place(staging, out)
     return [out / p.name for p in written]
-
-
-def _swap_into_place(new: Path, dest: Path) -> None:
-    """``new`` becomes ``dest``; an earlier ``dest`` is moved aside first and then removed."""
-    old = None
-    if dest.exists() or dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.{os.getpid()}.old")  # removed by the next run if this one is killed
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
 
 
 def parse_checkpoints(specs: Sequence[str]) -> Dict[str, List[str]]:

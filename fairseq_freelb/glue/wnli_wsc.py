@@ -26,16 +26,14 @@ Dev accuracy per WNLI row, as a command::
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from fairseq_freelb.commands import CommandError, run_command
-from fairseq_freelb.glue.binarize import _swap_into_place
+from fairseq_freelb.output_files import build_folder_aside
 from fairseq_freelb.glue.tsv import SplitRows
 from fairseq_freelb.wsc.formats import WSCFormatError, group_rows, read_rows, training_examples
 from fairseq_freelb.wsc.wnli_mapping import ALONE, BY_GROUP, UNMAPPED, Decisions, MappedRow, MappedSplit, decide, map_rows
@@ -77,18 +75,8 @@ def write_wsc_bin(wnli: Dict[str, SplitRows], wsc_dir: Path, out_dir: Path, srcd
     fallback = fallback_label(wnli["train"])
     mapped = {split: map_rows([(ex.index, ex.sentences[0], ex.sentences[1], ex.label) for ex in wnli[source].examples])
               for split, source in WNLI_SPLITS.items() if source in wnli}
-    dest = out_dir / FOLDER
-    out_dir.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".building", dir=out_dir))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(building, 0o777 & ~mask)  # mkdtemp's 0700 would otherwise become the folder's mode
-    try:
-        meta = _build(building, wsc_dir, wsc_rows, wnli, mapped, fallback, srcdict, bpe_files, max_positions)
-        _swap_into_place(building, dest)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
+    meta = build_folder_aside(out_dir / FOLDER, lambda building: _build(
+        building, wsc_dir, wsc_rows, wnli, mapped, fallback, srcdict, bpe_files, max_positions))
     for line in meta["printed"]:
         print(line, flush=True)
     return meta

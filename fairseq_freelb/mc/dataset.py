@@ -11,12 +11,13 @@ gradient survives masking.)
 
 from typing import List, Optional
 
-import numpy as np
 import torch
-from fairseq.data import FairseqDataset, data_utils
+from fairseq.data import data_utils
+
+from fairseq_freelb.adapters.choice_dataset import ChoiceGroupDataset
 
 
-class MultipleChoiceDataset(FairseqDataset):
+class MultipleChoiceDataset(ChoiceGroupDataset):
     def __init__(
         self,
         candidates: List[List[torch.Tensor]],
@@ -30,11 +31,7 @@ class MultipleChoiceDataset(FairseqDataset):
         self.candidates = candidates
         self.targets = targets
         self.pad_idx, self.bos_idx, self.eos_idx = pad_idx, bos_idx, eos_idx
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 1
-        self.num_choices = np.array([len(c) for c in candidates], dtype=np.int64)
-        self.sizes = np.array([max(len(t) for t in c) for c in candidates], dtype=np.int64)
+        super().__init__([[len(t) for t in c] for c in candidates], shuffle, seed)
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -69,23 +66,3 @@ class MultipleChoiceDataset(FairseqDataset):
         if self.targets is not None:
             batch["target"] = torch.tensor([s["target"] for s in samples], dtype=torch.long)
         return batch
-
-    def num_tokens(self, index: int) -> int:
-        # Every choice is a model call over the question's longest sequence.
-        return int(self.sizes[index] * self.num_choices[index])
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    @property
-    def supports_prefetch(self) -> bool:
-        return False
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def ordered_indices(self):
-        if self.shuffle:
-            with data_utils.numpy_seed(self.seed, self.epoch):
-                return np.random.permutation(len(self))
-        return np.arange(len(self))

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fairseq_freelb.adapters import runtime
+from fairseq_freelb.adapters.ensemble import to_inference_device
 from fairseq_freelb.commands import CommandError
 from fairseq_freelb.mc.encoding import DictionaryMismatch
 from fairseq_freelb.mc.formats import Question, benchmark_group
@@ -84,11 +85,7 @@ def load_mc_ensemble(paths: Sequence[str], data: str, cpu: bool = False, overrid
             raise CommandError(f"{path}: trained with --task {cfg_k.task._name}; these commands need --task multiple_choice")
         models.extend(loaded)
         cfg = cfg if cfg is not None else cfg_k
-    use_cuda = torch.cuda.is_available() and not cpu
-    for model in models:
-        model.eval()
-        if use_cuda:
-            model.cuda()
+    to_inference_device(models, cpu)
     return models, cfg, task
 
 

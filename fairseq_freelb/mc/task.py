@@ -25,9 +25,10 @@ from omegaconf import II, MISSING
 
 from fairseq_freelb.adapters import runtime
 from fairseq_freelb.adapters.data_folder import require_data_folder
+from fairseq_freelb.adapters.dictionary_task import DictionaryTaskMixin
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 from fairseq_freelb.mc.dataset import MultipleChoiceDataset
-from fairseq_freelb.mc.encoding import CandidateEncoder, GPT2Tokens, check_dictionary, dictionary_fingerprint
+from fairseq_freelb.mc.encoding import MC_PREFIX, CandidateEncoder, GPT2Tokens
 from fairseq_freelb.mc.formats import MultipleChoiceFormatError, attach_contexts, read_contexts, read_split
 from fairseq_freelb.mc.preprocess_summary import warn_if_preprocessed_for_other_length
 
@@ -52,7 +53,8 @@ class MultipleChoiceConfig(FairseqDataclass):
 
 
 @register_task("multiple_choice", dataclass=MultipleChoiceConfig)
-class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
+class MultipleChoiceTask(DictionaryTaskMixin, AdversarialTrainingMixin, FairseqTask):
+    FINGERPRINT_PREFIX = MC_PREFIX
     def __init__(self, cfg: MultipleChoiceConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
@@ -150,22 +152,3 @@ class MultipleChoiceTask(AdversarialTrainingMixin, FairseqTask):
         # One score per (question, choice) sequence; the softmax runs over the choices.
         model.register_classification_head(self.cfg.ranking_head_name, num_classes=1)
         return model
-
-    def state_dict(self):
-        # Saved in every checkpoint, so that loading it on other data is refused (load_state_dict).
-        return {**super().state_dict(), **dictionary_fingerprint(self.dictionary)}
-
-    def load_state_dict(self, state_dict):
-        check_dictionary(state_dict, self.dictionary, os.path.join(self.cfg.data, "dict.txt"))
-        super().load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("mc_dictionary_")})
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

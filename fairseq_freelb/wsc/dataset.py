@@ -13,10 +13,10 @@ has no single correct candidate to rank (it is then left out of the loss).
 from dataclasses import dataclass
 from typing import List, Optional
 
-import numpy as np
 import torch
-from fairseq.data import FairseqDataset, data_utils
+from fairseq.data import data_utils
 
+from fairseq_freelb.adapters.choice_dataset import ChoiceGroupDataset
 from fairseq_freelb.wsc.encoding import EncodedCandidate
 
 
@@ -27,15 +27,13 @@ class GroupItem:
     target: int  # slot of the single correct candidate, -1 if none
 
 
-class CandidateGroupDataset(FairseqDataset):
+class CandidateGroupDataset(ChoiceGroupDataset):
     def __init__(self, items: List[GroupItem], pad_idx: int, bos_idx: int, eos_idx: int, with_target: bool,
                  shuffle: bool = False, seed: int = 1):
         self.items = items
         self.pad_idx, self.bos_idx, self.eos_idx = pad_idx, bos_idx, eos_idx
         self.with_target = with_target
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 1
-        self.num_choices = np.array([len(i.candidates) for i in items], dtype=np.int64)
-        self.sizes = np.array([max(len(c.tokens) for c in i.candidates) for i in items], dtype=np.int64)
+        super().__init__([[len(c.tokens) for c in i.candidates] for i in items], shuffle, seed)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -72,25 +70,6 @@ class CandidateGroupDataset(FairseqDataset):
         if self.with_target:
             batch["target"] = torch.tensor([i.target for i in items], dtype=torch.long)
         return batch
-
-    def num_tokens(self, index: int) -> int:
-        return int(self.sizes[index] * self.num_choices[index])
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
-    @property
-    def supports_prefetch(self) -> bool:
-        return False
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def ordered_indices(self):
-        if self.shuffle:
-            with data_utils.numpy_seed(self.seed, self.epoch):
-                return np.random.permutation(len(self))
-        return np.arange(len(self))
 
 
 def single_correct(labels: List[int]) -> Optional[int]:

@@ -7,21 +7,17 @@ positions and padding elsewhere. A sentence longer than ``max_positions`` is
 an error naming the row: nothing is truncated.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
 
-from fairseq_freelb.core.errors import FreeLBError
+from fairseq_freelb.adapters import data_record
+from fairseq_freelb.adapters.data_record import DictionaryMismatch  # noqa: F401  (re-exported: its earlier home)
 from fairseq_freelb.wsc.formats import WSCFormatError, WSCRow, substitute
 
 MASK = "<mask>"
-
-
-class DictionaryMismatch(FreeLBError, ValueError):
-    """A checkpoint trained with another dictionary than the data folder's."""
 
 
 def load_dictionary(path: str):
@@ -35,19 +31,18 @@ def load_dictionary(path: str):
     return dictionary
 
 
+# One implementation for GLUE, multiple choice and WSC; this task keeps its ``wsc_`` keys in task_state.
+WSC_PREFIX = "wsc_"
+
+
 def dictionary_fingerprint(dictionary) -> Dict[str, object]:
     """Size and SHA-1 of the symbol list: saved with each checkpoint, compared with the data's when it is loaded."""
-    digest = hashlib.sha1("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
-    return {"wsc_dictionary_size": len(dictionary), "wsc_dictionary_sha1": digest}
+    return data_record.dictionary_fingerprint(dictionary, WSC_PREFIX)
 
 
 def check_dictionary(saved: Dict[str, object], dictionary, dict_path: str) -> None:
-    ours = dictionary_fingerprint(dictionary)
-    if saved.get("wsc_dictionary_sha1") not in (None, ours["wsc_dictionary_sha1"]):
-        raise DictionaryMismatch(
-            f"trained with another dictionary ({saved['wsc_dictionary_size']} types) than {dict_path} "
-            f"({ours['wsc_dictionary_size']} types): this checkpoint does not match this data"
-        )
+    """Refuse (one line, :class:`DictionaryMismatch`) a checkpoint fingerprint that is not ``dictionary``'s."""
+    data_record.check_dictionary(saved, dictionary, dict_path, WSC_PREFIX)
 
 
 class GPT2:

@@ -6,49 +6,22 @@ with ``--task freelb_wsc``. An ensemble averages the candidates' scores
 (mean log-probabilities) over its models.
 """
 
-import os
 from typing import List, Sequence
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq import utils
 
-from fairseq_freelb.checkpoint import trained_task
-from fairseq_freelb.commands import CommandError
+from fairseq_freelb.adapters.ensemble import load_task_ensemble
 from fairseq_freelb.wsc.encoding import DictionaryMismatch
 from fairseq_freelb.wsc.scoring import span_scores
-from fairseq_freelb.adapters import runtime
 from fairseq_freelb.wsc.task import WSCTask
 
 
 def load_wsc_ensemble(paths: Sequence[str], data: str, cpu: bool = False):
     """fairseq models and the ``freelb_wsc`` task of the first checkpoint, reading ``data``."""
-
-
-    runtime.install()
-    models, task = [], None
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path}: no such file")
-        name = trained_task(str(path))  # before fairseq builds that task on this folder
-        if name != "freelb_wsc":
-            raise CommandError(f"checkpoint {path}: trained with --task {name or '?'}, not freelb_wsc "
-                               "(examples/roberta_glue/wnli_wsc.sh)")
-        try:
-            loaded, cfg, task_k = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides={"data": str(data)})
-        except DictionaryMismatch as exc:
-            raise CommandError(f"checkpoint {path}: {exc}") from None
-        if not isinstance(task_k, WSCTask):
-            raise CommandError(f"checkpoint {path}: built a {type(task_k).__name__}, not freelb_wsc's task")
-        models.extend(loaded)
-        task = task or task_k
-    use_cuda = torch.cuda.is_available() and not cpu
-    for model in models:
-        model.eval()
-        if use_cuda:
-            model.cuda()
-    return models, task
+    return load_task_ensemble(paths, data, "freelb_wsc", WSCTask, "(examples/roberta_glue/wnli_wsc.sh)",
+                              refused=(DictionaryMismatch,), cpu=cpu)
 
 
 @torch.no_grad()

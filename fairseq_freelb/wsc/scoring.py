@@ -5,20 +5,12 @@ its tokens at their masked positions (RoBERTa's WSC scoring, Liu et al. 2019).
 One model call per candidate slot; missing slots score -inf.
 """
 
-from typing import List
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def candidate_inputs(sample) -> List[dict]:
-    """``net_input1`` .. ``net_inputC``, in order: the model calls of one batch, one per candidate slot."""
-    inputs, c = [], 1
-    while f"net_input{c}" in sample:
-        inputs.append(sample[f"net_input{c}"])
-        c += 1
-    return inputs
+# A WSC batch is laid out as a multiple-choice one: one model call per candidate slot, in order.
+from fairseq_freelb.mc.scoring import candidate_inputs  # noqa: F401  (re-exported for the WSC criterion)
 
 
 def span_scores(model, sample) -> Tensor:

@@ -22,9 +22,10 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from fairseq_freelb.adapters.dictionary_task import DictionaryTaskMixin
 from fairseq_freelb.adapters.task_mixin import AdversarialTrainingMixin
 from fairseq_freelb.wsc.dataset import CandidateGroupDataset, GroupItem, single_correct
-from fairseq_freelb.wsc.encoding import GPT2, CandidateEncoder, check_dictionary, dictionary_fingerprint, load_dictionary
+from fairseq_freelb.wsc.encoding import GPT2, WSC_PREFIX, CandidateEncoder, load_dictionary
 from fairseq_freelb.wsc.formats import WSCFormatError, group_rows, read_rows, training_examples
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class WSCConfig(FairseqDataclass):
 
 
 @register_task("freelb_wsc", dataclass=WSCConfig)
-class WSCTask(AdversarialTrainingMixin, FairseqTask):
+class WSCTask(DictionaryTaskMixin, AdversarialTrainingMixin, FairseqTask):
+    FINGERPRINT_PREFIX = WSC_PREFIX
     def __init__(self, cfg: WSCConfig, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
@@ -104,22 +106,3 @@ class WSCTask(AdversarialTrainingMixin, FairseqTask):
         self.datasets[split] = CandidateGroupDataset(items, d.pad(), d.bos(), d.eos(), with_target,
                                                      shuffle=split == TRAIN and not self.cfg.no_shuffle, seed=self.cfg.seed)
         return self.datasets[split]
-
-    def state_dict(self):
-        # Saved in every checkpoint: loading it on a folder with another dictionary is refused.
-        return {**super().state_dict(), **dictionary_fingerprint(self.dictionary)}
-
-    def load_state_dict(self, state_dict):
-        check_dictionary(state_dict, self.dictionary, os.path.join(self.cfg.data, "dict.txt"))
-        super().load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("wsc_dictionary_")})
-
-    def max_positions(self):
-        return self.cfg.max_positions
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
