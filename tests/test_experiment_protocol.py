@@ -213,6 +213,7 @@ def test_carve_keeps_groups_whole_and_check_sides_refuses_in_one_line():
     (["--data", "{rte}", "--train-size", "10"], "--train-size, --selection-size and --heldout-size apply to the demo"),
     (["--data", "{rte}", "--grid", "freelb-k1-a0.1-e0.1-m0"], "FreeLB needs K >= 2 passes"),
     (["--data", "{rte}", "--restore-file", "{tmp}/nope.pt"], "nope.pt: no such file"),
+    (["--data", "{rte}", "--preset", "quick"], "--preset quick names the demo's task; with --data the task is"),
 ])
 def test_bad_inputs_get_one_line(data, tmp_path, args, message):
     args = [a.format(tmp=tmp_path, rte=data["glue"] / "RTE-bin") for a in args]
@@ -308,3 +309,21 @@ def test_folder_metadata(data):
     assert stsb.metrics == ("pearson", "spearman") and "--regression-target" in stsb.metric_flags
     mc = folders.read_folder(data["mc"])
     assert (mc.kind, mc.metrics, mc.counts) == ("mc", ("accuracy",), {"train": 30, "valid": 12})
+
+
+def test_cuda_precision_flags(data, tmp_path):
+    """On CUDA: --fp16, or --amp --amp-dtype bf16 with --bf16 (the GPU path itself needs a GPU to run)."""
+    from fairseq_freelb.experiment.folder_command import train_command
+    from fairseq_freelb.experiment.runs import VANILLA, Schedule
+
+    folder = folders.read_folder(data["glue"] / "RTE-bin")
+    common = (folder, tmp_path, 36, ["valid", "valid1"], (), VANILLA, 1, Schedule(2, 8, 1e-5))
+    cpu = train_command(*common, "cpu", "fp16", [], tmp_path)
+    fp16 = train_command(*common, "cuda", "fp16", [], tmp_path)
+    bf16 = train_command(*common, "cuda", "bf16", ["--max-epoch", "1"], tmp_path)
+    assert "--cpu" in cpu and "--fp16" not in cpu
+    assert "--fp16" in fp16 and "--cpu" not in fp16
+    assert bf16[bf16.index("--amp-dtype") - 1:bf16.index("--amp-dtype") + 2] == ["--amp", "--amp-dtype", "bf16"]
+    assert bf16[-2:] == ["--max-epoch", "1"]  # the user's flags come last
+    updates = int(fp16[fp16.index("--max-update") + 1])
+    assert updates == 2 * 5 and fp16[fp16.index("--warmup-updates") + 1] == "1"  # 36 examples / 8 = 5 batches

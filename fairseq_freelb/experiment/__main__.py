@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--restore-file", type=Path,
                       help="the pretrained model: roberta.large/model.pt (or its folder) or a convert_hf folder, "
                            "whose architecture flags are read from it; without it: random initialisation (a warning)")
-    data.add_argument("--preset", choices=sorted(rt_plan.PRESETS), default="rt-minilm",
+    data.add_argument("--preset", choices=sorted(rt_plan.PRESETS),
                       help="without --data: rt-minilm (the demo's task, whole splits, 4 epochs, seeds 1-5; 'full' is "
                            "its old name) or quick (the same task on small samples: a few minutes on 2 CPU cores; "
                            "checks the plumbing, not the method)")
@@ -103,6 +103,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv, extra = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(asctime)s | %(message)s", level=logging.INFO, stream=sys.stdout, force=True)
+    if args.data is not None and args.preset is not None:
+        raise CommandError(f"--preset {args.preset} names the demo's task; with --data the task is the folder's")
+    args.preset = args.preset or "rt-minilm"
     default_seeds = "1,2" if args.data is None and args.preset == "quick" else "1,2,3,4,5"
     seeds = parse_ints(args.seeds or default_seeds, "--seeds")
     families = [m for m in args.methods.split(",") if m]

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from fairseq_freelb.commands import CommandError
-from fairseq_freelb.experiment.runs import (
-    VANILLA, Schedule, Setting, batches_per_epoch, json_payload, run_training, train_command,
-)
+from fairseq_freelb.experiment.runs import Schedule, Setting, batches_per_epoch, json_payload, run_training
 from fairseq_freelb.multiseed.pool import run_pool
 
 
@@ -23,12 +21,6 @@ def threads_per_process(device: str, parallel: int) -> int:
     if os.environ.get("OMP_NUM_THREADS"):
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     return max(1, (os.cpu_count() or 1) // parallel)
-
-
-def time_updates(info: dict, schedule: Schedule, workdir: Path, threads: int, updates: int = 4) -> Tuple[float, float]:
-    """(seconds per vanilla update, start-up seconds) of the demo's task on CPU; see :func:`time_command`."""
-    cmd = train_command(info, VANILLA, 1, schedule, workdir / "timing", "cpu")
-    return time_command(cmd, workdir / "logs" / "timing.log", threads, updates)
 
 
 def time_command(cmd: Sequence[str], log_path: Path, threads: int, updates: int = 4) -> Tuple[float, float]:

@@ -5,7 +5,7 @@
    by group (``--selection-from``, ``--selection-fraction``, ``--group-by``)
    and write ``WORKDIR/splits.json``;
 3. :mod:`.model` resolves ``--restore-file`` (or random initialisation) and
-   checks it against the data's dictionary and length;
+   checks it against the data's dictionary and length (before the splits);
 4. :mod:`.materialize` writes the sides as fairseq data (``WORKDIR/data-<digest>``);
 5. the schedule defaults to fairseq's recipe for the task
    (:data:`.paper.RECIPE`; multiple choice: :data:`.paper.MC_RECIPE`), the grid
@@ -37,6 +37,7 @@ def build(args, extra: Sequence[str], seeds, families, device: str, parallel: in
     if not 0.0 < args.selection_fraction < 1.0:
         raise CommandError(f"--selection-fraction {args.selection_fraction:g}: must be between 0 and 1")
     selection_from = args.selection_from or "train"
+    model = models.resolve(args.restore_file, folder, extra)  # refused before anything is written
     kind, group_label = grouping.resolve(folder, args.group_by or "auto")
     keys = {split: grouping.keys(folder, split, kind) for split in folder.counts}
     sides = splitting.make_sides(keys, folder.dev_splits, selection_from, args.selection_fraction, args.split_seed)
@@ -57,7 +58,6 @@ def build(args, extra: Sequence[str], seeds, families, device: str, parallel: in
         selection_fraction=args.selection_fraction if selection_from == "train" else 0.5,
         group_by=group_label, group_key=kind, split_seed=args.split_seed, unused_splits=folder.unused,
         counts=folder.counts), inline_lists=True)
-    model = models.resolve(args.restore_file, folder, extra)
     data_dir = materialize(folder, sides, digest, out)
 
     recipe = paper.RECIPE.get(folder.task, paper.MC_RECIPE) if folder.kind == "glue" else paper.MC_RECIPE
