@@ -1,4 +1,6 @@
-"""The held-out experiment: the selection rule, the splits by movie, resume, and `--preset quick` end to end."""
+"""The held-out experiment: the selection rule, the splits by movie, resume, `--preset quick` end to end, and real
+fairseq-train runs of the protocol on a GLUE and a multiple-choice folder (tiny random models; the fast tests of
+``--data`` folders with a stand-in trainer are in test_experiment_protocol.py)."""
 
 import json
 import os
@@ -9,7 +11,8 @@ import sys
 import pytest
 
 from fairseq_freelb.commands import CommandError
-from fairseq_freelb.experiment import corpus, execute, selection
+from fairseq_freelb.experiment import corpus, execute, rt_plan, selection
+from protocol_fixtures import glue_bin, mc_data
 from fairseq_freelb.experiment.runs import FREELB_GRID, RunResult, Schedule, VANILLA, run_training
 from hf_fixtures import MINILM_WHEEL, converted_minilm, wheels_dir
 
@@ -69,20 +72,6 @@ def test_protocol_splits_on_the_real_corpus(monkeypatch):
     assert {r.movie for r in small["heldout"]} <= movies["heldout"]
 
 
-def test_result_store_resumes_and_refuses_another_protocol(tmp_path):
-    path = tmp_path / "results.json"
-    protocol, flags = {"epochs": 4, "digest": "abc"}, {"vanilla": "--adv-method none"}
-    store = execute.ResultStore(path, protocol, flags)
-    store.add(run("vanilla", 1, 80.0, 81.0))
-    again = execute.ResultStore(path, protocol, flags)
-    assert list(again.runs) == ["vanilla/seed1"] and again.runs["vanilla/seed1"].heldout == [80.0, 81.0]
-    assert execute.pending_runs([VANILLA], [1, 2], again) == [(VANILLA, 2)]
-    with pytest.raises(CommandError, match="another protocol \\(differs in epochs\\)"):
-        execute.ResultStore(path, {"epochs": 2, "digest": "abc"}, flags)
-    with pytest.raises(CommandError, match="setting vanilla was run with other flags"):
-        execute.ResultStore(path, protocol, {"vanilla": "--adv-method freelb"})
-
-
 def test_estimate_counts_passes_and_parallel_processes():
     info = {"sizes": {"train": 64}}
     schedule = Schedule(epochs=2, batch_size=16, lr=5e-5)
@@ -138,17 +127,21 @@ def test_quick_preset_end_to_end_and_resume(tmp_path_factory, tmp_path):
 
     results = json.loads((workdir / "results.json").read_text())
     assert len(results["runs"]) == 6
-    assert all(len(r["selection"]) == 1 and len(r["heldout"]) == 1 for r in results["runs"])
+    assert all(len(r["result"]["selection"]) == 1 and len(r["result"]["heldout"]) == 1 for r in results["runs"])
+    # splits.json: each side's positions in the corpus, disjoint.
+    sides = json.loads((workdir / "splits.json").read_text())["sides"]
+    assert [len(sides[s]["indices"]) for s in corpus.SPLITS] == [32, 16, 16]
+    assert len({i for s in corpus.SPLITS for i in sides[s]["indices"]}) == 64
     # table.md names the setting the rule picks from results.json's selection accuracies.
-    grid = [s.name for s in FREELB_GRID[:2]]
-    means = {g: sum(r["selection"][-1] for r in results["runs"] if r["setting"] == g) / 2 for g in grid}
+    grid = list(rt_plan.PRESETS["quick"].grid)
+    means = {g: sum(r["result"]["selection"][-1] for r in results["runs"] if r["setting"] == g) / 2 for g in grid}
     expected = max(grid, key=lambda g: (means[g], -grid.index(g)))
     table = (workdir / "table.md").read_text()
-    assert f"Selected FreeLB setting (by selection-half mean): **{expected}**" in table
+    assert f"Selected FreeLB setting (by selection-side mean accuracy): **{expected}**" in table
     assert "Command: `python -m fairseq_freelb.experiment --preset quick" in table
     assert selection.RULE in table and "torch " in table and "fairseq " in table
     assert (workdir / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    freelb_run = next(r for r in results["runs"] if r["setting"] == grid[0])
+    freelb_run = next(r["result"] for r in results["runs"] if r["setting"] == grid[0])
     assert set(freelb_run["adversary"]) == {"adv_loss_init", "adv_loss_last", "adv_delta_norm"}
 
     # Resume: drop one finished run as if interrupted; only that run is trained again.
@@ -175,3 +168,52 @@ def test_seconds_per_update_counts_every_epochs_training_time(tmp_path):
     result = run_training(VANILLA, cmd, 1, tmp_path / "log", threads=1, echo=lambda line: None, validated_epochs=[2])
     assert result.updates == 192 and result.heldout == [81.3]
     assert result.seconds_per_update == pytest.approx((188 + 183) / 192)
+
+
+TINY = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+        "--encoder-attention-heads", "2"]
+
+
+def _experiment(args):
+    env = {k: v for k, v in os.environ.items() if k != "FAIRSEQ_TRAIN"}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "fairseq_freelb.experiment", *map(str, args)], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_protocol_on_a_glue_folder_with_a_tiny_model(tmp_path):
+    """The command of the protocol's documentation, on RTE from the GLUE fixture, with real fairseq-train runs."""
+    data = glue_bin(tmp_path, ["RTE"])
+    work = tmp_path / "W"
+    grid = "freelb-k2-a0.03-e0.15-m0.1"
+    args = ["--data", data / "RTE-bin", "--device", "cpu", "--seeds", "1,2", "--grid", grid, "--workdir", work,
+            "--", *TINY]
+    out = _experiment(args)
+    assert re.search(r"estimated total: [\d.]+ min for 4 runs", out)
+    results = json.loads((work / "results.json").read_text())["runs"]
+    assert len(results) == 4 and all(len(r["result"]["heldout"]) == 10 for r in results)  # RTE's recipe: 10 epochs
+    freelb_run = next(r["result"] for r in results if r["setting"] == grid)
+    assert set(freelb_run["adversary"]) == {"adv_loss_init", "adv_loss_last", "adv_delta_norm"}
+    sides = json.loads((work / "splits.json").read_text())["sides"]
+    assert sorted(sides["train"]["indices"] + sides["selection"]["indices"]) == list(range(40))
+    assert sides["heldout"]["indices"] == list(range(16))
+    table = (work / "table.md").read_text()
+    assert f"Selected FreeLB setting (by selection-side mean accuracy): **{grid}**" in table
+    assert "Paired held-out difference FreeLB − vanilla per seed: seed 1:" in table and "95 % interval" in table
+    assert (work / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = _experiment(args)  # resumed: nothing left to train
+    assert "4 runs already in" in again and "0 to go" in again and "estimated total" not in again
+
+
+@pytest.mark.slow
+def test_protocol_on_a_multiple_choice_folder_with_a_tiny_model(tmp_path):
+    data = mc_data(tmp_path)
+    work = tmp_path / "W"
+    _experiment(["--data", data, "--device", "cpu", "--seeds", "1", "--grid", "freelb-k2-a0.1-e0.3-m0.1",
+                 "--workdir", work, "--epochs", "1", "--batch-size", "8", "--", *TINY])
+    results = json.loads((work / "results.json").read_text())["runs"]
+    assert len(results) == 2 and all(0 <= r["result"]["heldout"][-1] <= 100 for r in results)
+    assert "held-out accuracy" in (work / "table.md").read_text()

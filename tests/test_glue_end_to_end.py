@@ -113,8 +113,10 @@ def report(glue_bin, tmp_path_factory):
 def test_report_table_csv_plot_and_resume(report):
     out, cmd, first = report
     assert first.stdout.count("training:") == 4
-    results = {(m, s): json.loads((out / "runs" / m / f"seed{s}" / "result.json").read_text())
-               for m in ("none", "freelb") for s in (1, 2)}
+    stored = json.loads((out / "results.json").read_text())["runs"]
+    results = {(r["setting"], r["seed"]): r["result"] for r in stored}
+    assert set(results) == {(m, s) for m in ("none", "freelb") for s in (1, 2)}
+    assert all(r["fingerprint"]["task"] == "RTE" and r["fingerprint"]["environment"]["SMOKE"] == "1" for r in stored)
     rows = list(csv.DictReader(open(out / "report.csv")))
     assert {r["method"] for r in rows} == {"none", "freelb"}
     for r in rows:

@@ -23,7 +23,7 @@ PACKAGE = "fairseq_freelb"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 FLOOR_0 = {"core", "metrics"}
-FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources", "output_files", "text_files"}
+FLOOR_1 = {"adapters", "hf", "checkpoint", "commands", "resources", "output_files", "text_files", "multiseed"}
 # Application -> application imports that are allowed (one direction only; never mc -> glue).
 SIDEWAYS = {
     ("glue", "mc"),

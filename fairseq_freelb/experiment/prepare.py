@@ -128,6 +128,11 @@ def binarize(model_dir: Path, splits: Dict[str, List[Review]], data_dir: Path) -
     return truncated
 
 
+def _positions(reviews: List[Review], splits: Dict[str, List[Review]]) -> Dict[str, List[int]]:
+    where = {id(review): i for i, review in enumerate(reviews)}
+    return {name: [where[id(r)] for r in splits[name]] for name in SPLITS}
+
+
 def prepare(workdir: Path, sizes: Dict[str, int], split_seed: int, dev_fraction: float = 0.2) -> dict:
     """Convert MiniLM, split and binarize; return what the runs and the report need to know."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +160,8 @@ def prepare(workdir: Path, sizes: Dict[str, int], split_seed: int, dev_fraction:
         "majority": {name: max(sum(r.label == lab for r in splits[name]) for lab in LABELS) / max(len(splits[name]), 1)
                      for name in SPLITS},
         "truncated": truncated,
+        # Each split's reviews as positions in the corpus's fresh/rotten rows (read_rotten_tomatoes order).
+        "indices": _positions(reviews, splits),
     }
     logger.info(
         f"rotten tomatoes: {len(reviews)} fresh/rotten reviews (left out: "

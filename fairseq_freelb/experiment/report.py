@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from fairseq_freelb.experiment.selection import RULE, PairedDifference, SettingSummary, per_epoch_band
+from fairseq_freelb.experiment.selection import RULE, PairedDifference, SettingSummary, mean_std, per_epoch_band
 
 
 def hardware(device: str) -> str:
@@ -46,30 +46,47 @@ def _pm(pair: tuple) -> str:
     return f"{pair[0]:.2f} ± {pair[1]:.2f}"
 
 
+SIDE_LABEL = {"heldout": "held-out", "heldout_mismatched": "held-out mismatched", "selection": "selection"}
+
+
 def markdown(header: str, summary: Dict[str, SettingSummary], flags: Dict[str, str], chosen: str,
-             paired: PairedDifference, timing: Dict[str, float]) -> str:
-    lines = [header, "", RULE, "",
-             "| setting | flags | seeds | selection (mean ± std) | held-out (mean ± std) | held-out per seed | s / update |",
-             "| --- | --- | --- | ---: | ---: | --- | ---: |"]
+             paired: PairedDifference, timing: Dict[str, float], metric: str = "accuracy",
+             reference: Optional[str] = None) -> str:
+    """``table.md``: the header, the rule, one row per setting, the selected setting and the paired difference."""
+    # Every other (side, metric) the runs logged, as extra held-out columns (MNLI mismatched, F1, Spearman, ...).
+    extra = [key for key in next(iter(summary.values())).other
+             if key[0] != "selection" and key != ("heldout", metric)]
+    head = (["setting", "flags", "seeds", f"selection {metric} (mean ± std)", f"held-out {metric} (mean ± std)",
+             "held-out per seed"] + [f"{SIDE_LABEL.get(side, side)} {m} (mean ± std)" for side, m in extra]
+            + ["s / update"])
+    lines = [header, "", RULE, "", "| " + " | ".join(head) + " |",
+             "| --- | --- | --- | ---: | ---: | --- |" + " ---: |" * (len(extra) + 1)]
     for name, s in summary.items():
         mark = " **(selected)**" if name == chosen else ""
-        lines.append(f"| {name}{mark} | `{flags[name]}` | {','.join(map(str, s.seeds))} | {_pm(s.selection_mean_std)} "
-                     f"| {_pm(s.heldout_mean_std)} | {', '.join(f'{a:.2f}' for a in s.heldout)} | {timing[name]:.3f} |")
+        cells = [f"{name}{mark}", f"`{flags[name]}`", ",".join(map(str, s.seeds)), _pm(s.selection_mean_std),
+                 _pm(s.heldout_mean_std), ", ".join(f"{a:.2f}" for a in s.heldout)]
+        cells += [_pm(mean_std(s.other[key])) if key in s.other else "" for key in extra]
+        cells.append(f"{timing[name]:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
     vanilla = summary["vanilla"]
     lines += [
         "",
-        f"Selected FreeLB setting (by selection-half mean): **{chosen}**.",
-        f"Held-out accuracy: vanilla {_pm(vanilla.heldout_mean_std)}, {chosen} {_pm(summary[chosen].heldout_mean_std)} "
+        f"Selected FreeLB setting (by selection-side mean {metric}): **{chosen}**.",
+        f"Held-out {metric}: vanilla {_pm(vanilla.heldout_mean_std)}, {chosen} {_pm(summary[chosen].heldout_mean_std)} "
         f"(mean ± std over seeds {','.join(map(str, vanilla.seeds))}).",
         "Paired held-out difference FreeLB − vanilla per seed: "
         + ", ".join(f"seed {s}: {d:+.2f}" for s, d in zip(paired.seeds, paired.differences))
-        + f"; mean {paired.mean:+.2f}, std {paired.std:.2f} points.",
+        + f"; mean {paired.mean:+.2f}, std {paired.std:.2f}, 95 % interval {paired.interval_text} points; "
+        f"FreeLB wins on {paired.wins} of {len(paired.seeds)} seeds"
+        + (f" ({paired.ties} tied)" if paired.ties else "") + ".",
     ]
+    if reference:
+        lines += ["", reference]
     return "\n".join(lines) + "\n"
 
 
-def plot(runs: Sequence, chosen: str, path: Path, title: str) -> None:
-    """Accuracy per epoch, mean over seeds with a ±std band: vanilla against the selected FreeLB, both splits."""
+def plot(runs: Sequence, chosen: str, path: Path, title: str, metric: str = "accuracy") -> None:
+    """The headline metric per epoch, mean over seeds with a ±std band: vanilla against the selected FreeLB, both sides."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +94,7 @@ def plot(runs: Sequence, chosen: str, path: Path, title: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
-    for ax, split, label in zip(axes, ("selection", "heldout"), ("selection half", "held-out half")):
+    for ax, split, label in zip(axes, ("selection", "heldout"), ("selection side", "held-out side")):
         for setting, color in (("vanilla", "tab:blue"), (chosen, "tab:red")):
             epochs, means, stds = per_epoch_band(runs, setting, split)
             ax.plot(epochs, means, marker="o", color=color, label=setting)
@@ -87,20 +104,13 @@ def plot(runs: Sequence, chosen: str, path: Path, title: str) -> None:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (%), mean ± std over seeds")
+    axes[0].set_ylabel(f"{metric} (%), mean ± std over seeds")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write aside, then move into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -2,9 +2,11 @@
 
 A run is one setting (vanilla, a FreeLB point of the grid, or a baseline)
 trained with one seed. Every run validates after every epoch on the
-selection half (fairseq subset ``valid``) and the held-out half
-(``valid1``); :func:`run_training` reads both accuracies per epoch, fairseq's
-``train_wall`` and the adversary's epoch averages from the JSON log.
+selection side (fairseq subset ``valid``) and the held-out side (``valid1``;
+MNLI's mismatched dev set is ``valid2``); :func:`run_training` reads the
+task's metrics on each per epoch (accuracy by default; MCC, F1, Pearson,
+Spearman where the criterion logs them), fairseq's ``train_wall`` and the
+adversary's epoch averages from the JSON log.
 """
 
 import json
@@ -37,7 +39,8 @@ def _adv(method: str, k: int, lr: float, max_norm: float, init: float, *extra: s
 
 
 VANILLA = Setting("vanilla", "none", ("--adv-method", "none"), 1)
-# The FreeLB grid: the three 4-epoch settings of issue 11's GPU table (the first is the row of the
+# The demo task's FreeLB grid: the three 4-epoch settings of an earlier GPU table (docs/demo_and_experiment.md;
+# the first is the row of the
 # paper's Table 7 for RTE). Names: K ascent passes, step alpha, radius epsilon, init magnitude M.
 FREELB_GRID = [
     Setting("freelb-k3-a0.03-e0.15-m0.1", "freelb", _adv("freelb", 3, 0.03, 0.15, 0.1), 3),
@@ -66,12 +69,14 @@ class Schedule:
 class RunResult:
     setting: str
     seed: int
-    selection: List[float]  # accuracy (%) after each epoch, on the selection half
-    heldout: List[float]  # the same on the held-out half
+    selection: List[float]  # the headline metric (%) after each epoch, on the selection side
+    heldout: List[float]  # the same on the held-out side
     updates: int
     seconds_per_update: float  # fairseq's train_wall, summed over epochs, / num_updates
     wall_seconds: float
     adversary: Dict[str, float] = field(default_factory=dict)  # last epoch's adv_loss_init/last, adv_delta_norm
+    # Every metric on every side, per epoch: {"heldout": {"accuracy": [...], "f1": [...]}, "heldout_mismatched": ...}
+    scores: Dict[str, Dict[str, List[float]]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -94,16 +99,26 @@ def batches_per_epoch(train_size: int, batch_size: int) -> int:
 KEEP_BEST_ONLY = ("--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state")
 
 
+def fairseq_train() -> str:
+    """``$FAIRSEQ_TRAIN`` (as the launch scripts read it), else the ``fairseq-train`` next to this Python."""
+    return os.environ.get("FAIRSEQ_TRAIN") or str(Path(sys.executable).parent / "fairseq-train")
+
+
 def train_command(info: dict, setting: Setting, seed: int, schedule: Schedule, save_dir: Path, device: str,
-                  valid_subsets: str = "valid,valid1", extra: Sequence[str] = (), keep_model: bool = False) -> List[str]:
+                  valid_subsets: str = "valid,valid1", extra: Sequence[str] = (), keep_model: bool = False,
+                  amp: str = "fp16") -> List[str]:
     """``fairseq-train`` from the converted MiniLM: Adam (0.9, 0.98), weight decay 0.1, polynomial decay with warmup.
 
     ``keep_model``: save ``save_dir/checkpoint_best.pt`` (:data:`KEEP_BEST_ONLY`) instead of nothing.
+    On CUDA: ``--fp16``, or ``--amp --amp-dtype bf16`` with ``amp="bf16"``.
     """
     updates = schedule.epochs * batches_per_epoch(info["sizes"]["train"], schedule.batch_size) * setting.updates_per_batch
-    device_flags = ["--fp16"] if device == "cuda" else ["--cpu"]
+    if device == "cuda":
+        device_flags = ["--amp", "--amp-dtype", "bf16"] if amp == "bf16" else ["--fp16"]
+    else:
+        device_flags = ["--cpu"]
     return [
-        str(Path(sys.executable).parent / "fairseq-train"), info["data_dir"],
+        fairseq_train(), info["data_dir"],
         "--user-dir", "fairseq_freelb",
         "--task", "sentence_prediction", "--criterion", "freelb_sentence_prediction",
         "--num-classes", "2", "--init-token", "0", "--separator-token", "2",
@@ -132,10 +147,14 @@ def json_payload(line: str) -> Optional[dict]:
         return None
 
 
+# fairseq validation subsets of the protocol's data and the side each one is.
+SIDES = {"valid": "selection", "valid1": "heldout", "valid2": "heldout_mismatched"}
+
+
 def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path, threads: int,
                  echo=print, validated_epochs: Optional[Sequence[int]] = None,
-                 on_record: Optional[Callable[[dict], None]] = None) -> RunResult:
-    """Run fairseq-train, echo one line per epoch and subset, and read the per-epoch accuracies.
+                 on_record: Optional[Callable[[dict], None]] = None, metrics: Sequence[str] = ("accuracy",)) -> RunResult:
+    """Run fairseq-train, echo one line per epoch and subset, and read ``metrics`` per epoch (the first is the headline).
 
     ``on_record`` (e.g. :class:`.progress.TrainingProgress`) gets each ``train_inner`` record as it streams.
     """
@@ -144,6 +163,8 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
     # The subsets this command validates on (fairseq-train's --valid-subset): each must be logged every time.
     subsets = list(cmd)[list(cmd).index("--valid-subset") + 1].split(",")
     accuracy: Dict[str, Dict[int, float]] = {name: {} for name in subsets}
+    scores: Dict[str, Dict[str, Dict[int, float]]] = {name: {m: {} for m in metrics} for name in subsets}
+    unlogged = None  # a metric the command's criterion did not log
     last_train = None
     # fairseq resets its "train" meters every epoch: each epoch summary's train_wall covers that epoch only.
     epoch_train_walls: List[float] = []
@@ -162,9 +183,15 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
             for subset in accuracy:
                 if f"| {subset} |" in line:
                     epoch = int(payload["epoch"])
-                    accuracy[subset][epoch] = float(payload[f"{subset}_accuracy"])
-                    name = "selection" if subset == "valid" else "held-out"
-                    echo(f"  {tag} epoch {epoch}: {name} accuracy {accuracy[subset][epoch]:.2f}% "
+                    missing = [m for m in metrics if f"{subset}_{m}" not in payload]
+                    if missing:
+                        unlogged = unlogged or f"{subset}_{missing[0]}"
+                        continue
+                    for metric in metrics:
+                        scores[subset][metric][epoch] = float(payload[f"{subset}_{metric}"])
+                    accuracy[subset][epoch] = scores[subset][metrics[0]][epoch]
+                    name = SIDES.get(subset, subset).replace("heldout", "held-out").replace("_", " ")
+                    echo(f"  {tag} epoch {epoch}: {name} {metrics[0]} {accuracy[subset][epoch]:.2f} "
                          f"({time.time() - start:.0f}s)")
             if "| train |" in line:
                 last_train = payload
@@ -174,8 +201,13 @@ def run_training(setting: Setting, cmd: Sequence[str], seed: int, log_path: Path
         lines = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         raise CommandError(f"fairseq-train ({setting.name}, seed {seed}) failed with exit code {proc.returncode}: "
                            f"{lines[-1] if lines else '(no output)'} (log {log_path})")
-    return finish_result(setting, seed, accuracy, last_train, log_path, time.time() - start, validated_epochs,
-                         train_wall=sum(epoch_train_walls))
+    if unlogged:
+        raise CommandError(f"{log_path}: fairseq-train logged no {unlogged} (give the criterion the flag that reports it)")
+    result = finish_result(setting, seed, accuracy, last_train, log_path, time.time() - start, validated_epochs,
+                           train_wall=sum(epoch_train_walls))
+    result.scores = {SIDES.get(subset, subset): {m: [by_epoch[e] for e in sorted(by_epoch)] for m, by_epoch in per.items()}
+                     for subset, per in scores.items()}
+    return result
 
 
 def finish_result(setting: Setting, seed: int, accuracy: Dict[str, Dict[int, float]], last_train: Optional[dict],

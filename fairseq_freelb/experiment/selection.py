@@ -1,39 +1,40 @@
 """The selection rule and the statistics of the report; pure functions of the finished runs.
 
 The rule, as written into ``table.md`` (:data:`RULE`): among the FreeLB
-settings, the one with the best mean accuracy on the *selection* half after
-the last epoch is chosen (a tie goes to the setting listed first in the grid).
-Its held-out mean ± std is reported next to vanilla's, with the per-seed
-paired difference FreeLB − vanilla (same seed, same data) and that
-difference's mean and std. The held-out half is never used to choose.
+settings, the one with the best mean score on the *selection* side after the
+last epoch is chosen (a tie goes to the setting listed first in the grid). The
+score is the task's headline metric: accuracy (the demo's task, most GLUE
+tasks, multiple choice), MCC (CoLA) or Pearson's r (STS-B). Its held-out
+mean ± std is reported next to vanilla's, with the per-seed paired difference
+FreeLB − vanilla (same seed, same data): its mean, 95 % interval and the count
+of seeds where FreeLB wins. The held-out side is never used to choose.
 """
 
-import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
 from fairseq_freelb.commands import CommandError
+from fairseq_freelb.multiseed.stats import PairedDifference, mean_std, paired
 
 RULE = (
-    "Selection rule: among the FreeLB settings, pick the one with the best mean selection-half accuracy after the "
+    "Selection rule: among the FreeLB settings, pick the one with the best mean selection-side score after the "
     "last epoch (a tie goes to the setting listed first); report its held-out mean ± std next to vanilla's and the "
-    "per-seed paired difference (FreeLB − vanilla, same seed) with its mean and std. Nothing is chosen on the "
-    "held-out half."
+    "per-seed paired difference (FreeLB − vanilla, same seed) with its mean, 95 % interval (Student's t over seeds) "
+    "and the number of seeds where FreeLB wins. Nothing is chosen on the held-out side."
 )
 
-
-def mean_std(values: Sequence[float]) -> tuple:
-    """Mean and sample standard deviation (0 for a single value)."""
-    values = list(values)
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+__all__ = ["RULE", "PairedDifference", "SettingSummary", "mean_std", "paired_difference", "per_epoch_band",
+           "select_freelb", "summarise"]
 
 
 @dataclass
 class SettingSummary:
     setting: str
     seeds: List[int]
-    selection: List[float]  # last-epoch accuracy per seed, in seed order
+    selection: List[float]  # last-epoch headline score per seed, in seed order
     heldout: List[float]
+    # Last-epoch score per seed of every other (side, metric), e.g. ("heldout", "f1"), ("heldout_mismatched", "accuracy").
+    other: Dict[tuple, List[float]] = field(default_factory=dict)
 
     @property
     def selection_mean_std(self) -> tuple:
@@ -50,8 +51,13 @@ def summarise(runs: Sequence, order: Sequence[str]) -> Dict[str, SettingSummary]
     for name in order:
         mine = sorted((r for r in runs if r.setting == name), key=lambda r: r.seed)
         if mine:
+            other = {}
+            for side, by_metric in (getattr(mine[0], "scores", None) or {}).items():
+                for metric in by_metric:
+                    if all(r.scores.get(side, {}).get(metric) for r in mine):
+                        other[(side, metric)] = [r.scores[side][metric][-1] for r in mine]
             summary[name] = SettingSummary(name, [r.seed for r in mine], [r.selection[-1] for r in mine],
-                                           [r.heldout[-1] for r in mine])
+                                           [r.heldout[-1] for r in mine], other)
     return summary
 
 
@@ -70,22 +76,12 @@ def select_freelb(summary: Dict[str, SettingSummary], freelb_settings: Sequence[
     return best
 
 
-@dataclass
-class PairedDifference:
-    seeds: List[int]
-    differences: List[float]  # held-out accuracy, FreeLB − vanilla, per seed
-    mean: float
-    std: float
-
-
 def paired_difference(chosen: SettingSummary, vanilla: SettingSummary) -> PairedDifference:
-    """Held-out FreeLB − vanilla per seed; both must have finished the same seeds."""
+    """Held-out FreeLB − vanilla per seed, with mean, std, 95 % interval and wins; both must have the same seeds."""
     if chosen.seeds != vanilla.seeds:
         raise CommandError(f"paired difference needs the same seeds: {chosen.setting} has {chosen.seeds}, "
                          f"vanilla has {vanilla.seeds}")
-    diffs = [round(f - v, 6) for f, v in zip(chosen.heldout, vanilla.heldout)]
-    mean, std = mean_std(diffs)
-    return PairedDifference(list(chosen.seeds), diffs, mean, std)
+    return paired(chosen.seeds, chosen.heldout, vanilla.heldout)
 
 
 def per_epoch_band(runs: Sequence, setting: str, split: str) -> tuple:
