@@ -53,7 +53,7 @@ STAMP = "fingerprint.json"  # in each run folder: the fingerprint it was trained
 SCRIPT_ENVIRONMENT = (
     "ROBERTA_PATH", "ARCH", "ADV_STEPS", "ADV_LR", "ADV_MAX_NORM", "ADV_INIT_MAG", "ADV_NORM_TYPE", "ADAM_BETAS",
     "NUM_GPUS", "FP16", "UPDATE_FREQ", "LR", "BSZ", "TOTAL_UPDATES", "WARMUP_UPDATES", "MAX_EPOCH",
-    "FAIRSEQ_TRAIN", "USER_DIR", "SMOKE", "SMOKE_UPDATES",
+    "FAIRSEQ_TRAIN", "USER_DIR", "SMOKE", "SMOKE_UPDATES", "INIT_FROM", "PYTHON",
 )
 SET_BY_REPORT = ("ADV_METHOD", "SEED", "SAVE_DIR", "DATA_BIN")
 
@@ -90,7 +90,7 @@ def fingerprint(task: GlueTask, data_digest: str, script: Path, method: str, ext
         value = os.environ.get(name)
         if value is None:
             continue
-        if name == "ROBERTA_PATH" and Path(value).is_file():
+        if name in ("ROBERTA_PATH", "INIT_FROM") and Path(value).is_file():
             value = {"sha256": file_digest(Path(value))}  # the weights, wherever they are
         environment[name] = value
     scripts = {p.name: file_digest(p) for p in (script, script.parent / "common.sh") if p.is_file()}
