@@ -132,7 +132,7 @@ def test_qnli_ranking_and_wnli_wsc_submission(trained, glue_bin, tmp_path, capsy
             "their question's pair (one entailment each), 4 by their score against the dev threshold") in proc.stdout
     assert ("WNLI.tsv: 8 rows from WNLI-wsc test (1 checkpoint(s)); WNLI test (WNLI-wsc): 4 rows decided by their "
             "group's best-scoring candidate, 1 alone in their group and 3 not mapped got the fallback label 0") in proc.stdout
-    with zipfile.ZipFile(f"{sub}.zip") as archive:
+    with zipfile.ZipFile(sub / "submission.zip") as archive:  # the zip lives inside the folder
         assert sorted(archive.namelist()) == ["QNLI.tsv", "WNLI.tsv"]
 
     # QNLI: every test id once, in order; one entailment per paired question; the ensemble's mean scores decide.
@@ -164,7 +164,7 @@ def test_qnli_ranking_and_wnli_wsc_submission(trained, glue_bin, tmp_path, capsy
     for a, b in PF.WNLI_TEST_GROUPS:
         assert [labels[a], labels[b]] == (["1", "0"] if scores[str(a)] >= scores[str(b)] else ["0", "1"])
 
-    ok = sh([sys.executable, "-m", "fairseq_freelb.glue.submission", "--glue-bin", glue_bin, "--validate", f"{sub}.zip",
+    ok = sh([sys.executable, "-m", "fairseq_freelb.glue.submission", "--glue-bin", glue_bin, "--validate", sub / "submission.zip",
              "--allow-missing"])
     assert "valid GLUE submission" in ok.stdout
 
