@@ -12,7 +12,7 @@ Two runs, same seed, data and schedule, started at once (two processes):
 - vanilla: ``--adv-method none``;
 - FreeLB: ``--adv-steps 3 --adv-lr 0.03 --adv-max-norm 0.15 --adv-init-mag 0.1``, the
   RTE row of the paper's Table 7. It had the best mean accuracy on the *selection*
-  half among the three 4-epoch FreeLB settings of issue 11's GPU table (seeds 1-3,
+  half among the three 4-epoch FreeLB settings of the GPU table in docs/demo_and_experiment.md (seeds 1-3,
   whole train split, measured by an earlier session); no held-out figure chose it.
 
 On a GPU (``--fp16``): the whole train split, 4 epochs, batch 32, lr 5e-5. On a CPU the
