@@ -63,9 +63,10 @@ test-fast: install data
 demo: install data
 	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m fairseq_freelb.demo
 
-# The held-out protocol of docs/demo_and_experiment.md: vanilla vs a FreeLB grid, 5 seeds, FreeLB chosen on the
-# selection half. On a GPU it runs 10 fairseq-train processes at once; on CPU it first prints its estimated time
-# (hours at the defaults). A few minutes on CPU: make experiment EXPERIMENT_ARGS="--preset quick".
+# The held-out protocol of docs/demo_and_experiment.md on the demo's task (--preset rt-minilm): vanilla vs a FreeLB
+# grid, 5 seeds, FreeLB chosen on the selection half. It first prints its estimated time (hours on CPU; minutes with
+# 10 fairseq-train processes on a GPU). Minutes on CPU: make experiment EXPERIMENT_ARGS="--preset quick". Any GLUE or
+# multiple-choice folder: make experiment EXPERIMENT_ARGS="--data glue-bin/RTE-bin --restore-file roberta.large".
 experiment: install data
 	FAIRSEQ_FREELB_WHEELS=$(abspath $(WHEELS)) $(BIN)/python -m fairseq_freelb.experiment $(EXPERIMENT_ARGS)
 
